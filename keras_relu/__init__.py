@@ -1,0 +1,24 @@
+"""keras-relu: SUGAR surrogate-gradient ReLU, the activation zoo and dead-neuron metrics for Keras 3."""
+
+from keras_relu.layers import ACTIVATIONS, SugarReLU, activation_layer
+from keras_relu.monitor import DeadNeuronMonitor
+from keras_relu.neurons import neuron_stats
+from keras_relu.plots import plot_neuron_history
+from keras_relu.sugar import sugar
+from keras_relu.surrogates import SURROGATES, Surrogate, get_surrogate, register_surrogate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "DeadNeuronMonitor",
+    "SURROGATES",
+    "Surrogate",
+    "SugarReLU",
+    "activation_layer",
+    "get_surrogate",
+    "neuron_stats",
+    "plot_neuron_history",
+    "register_surrogate",
+    "sugar",
+]

@@ -1,0 +1,86 @@
+"""`DeadNeuronMonitor`: the dead-neuron figures of `keras_relu.neurons` in the epoch logs."""
+
+import keras
+
+from keras_relu.neurons import (_check_probe, _check_probe_given, _ensure_built, _Probe,
+                                _warn_unmonitored, draw_probe)
+
+
+class DeadNeuronMonitor(keras.callbacks.Callback):
+    """Logs dead, dormant and zero fractions per layer at the end of epochs.
+
+    Adds to the epoch `logs` the keys `dead_fraction`, `dormant_fraction`,
+    `zero_fraction`, `revived` (units dead at the previous check and alive
+    now), `revived_total` (cumulative since `on_train_begin`), and per layer
+    `dead_fraction/<layer name>` (same for dormant and zero). Definitions are
+    in `keras_relu.neurons`' docstring. Later callbacks see these keys, so put
+    the monitor *before* `CSVLogger`, `mlflow.keras.MlflowCallback` and Optuna
+    pruning callbacks in the `callbacks` list. It measures once before the
+    first epoch too: `monitor.initial` (dead at initialisation); the latest
+    figures are `monitor.last`, all checks `monitor.checks` (epoch, stats).
+
+    Keras does not show callbacks the data given to `fit`, so pass the probe
+    set: `DeadNeuronMonitor(probe=x_train)`. At most `max_samples` samples
+    are drawn from it once, with `seed` (all of it if smaller), and that fixed
+    set is measured in inference mode every `every` epochs (epoch 0 always).
+
+    Example:
+
+    ```python
+    monitor = keras_relu.DeadNeuronMonitor(probe=x_train)
+    history = model.fit(x_train, y_train, epochs=10,
+                        callbacks=[monitor, keras.callbacks.CSVLogger("log.csv")])
+    history.history["dead_fraction"], monitor.initial.dead_fraction
+    ```
+
+    Args:
+        probe: the probe inputs: an array, or a list/dict of arrays for a
+            multi-input model.
+        every: check every this many epochs.
+        tau: the tau-dormant threshold.
+        batch_size: samples per forward pass of a check.
+        max_samples: the most samples drawn from `probe`; None for all.
+        seed: the seed of that draw.
+        per_layer: whether to log the per-layer keys.
+    """
+
+    def __init__(self, probe=None, every=1, tau=0.1, batch_size=256,
+                 max_samples=2048, seed=0, per_layer=True):
+        super().__init__()
+        if int(every) < 1:
+            raise ValueError(f"`every` must be a positive integer, got {every!r}.")
+        self.probe = None if probe is None else draw_probe(probe, max_samples, seed)
+        self.every, self.tau, self.batch_size = int(every), tau, batch_size
+        self.per_layer = per_layer
+        self.initial = self.last = None
+        self.checks, self.revived_total = [], 0
+        self._compiled = None  # (model, _Probe, converted probe)
+
+    def _measure(self):
+        _, probe, xs = self._compiled
+        return probe.measure(xs, batch_size=self.batch_size, tau=self.tau)
+
+    def on_train_begin(self, logs=None):
+        self.checks, self.revived_total, self.last = [], 0, None
+        if self._compiled is None or self._compiled[0] is not self.model:
+            _check_probe_given(self.probe)
+            _ensure_built(self.model, self.probe)
+            _check_probe(self.model, self.probe)
+            probe = _Probe(self.model)
+            if not probe.names:
+                _warn_unmonitored(self.model)
+            self._compiled = (self.model, probe, probe.convert(self.probe) if probe.names else None)
+        self.initial = self.last = self._measure() if self._compiled[1].names else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.last is None or epoch % self.every:
+            return
+        stats = self._measure()
+        revived = sum(len(set(prev.dead_units) - set(stats.layers[name].dead_units))
+                      for name, prev in self.last.layers.items())
+        self.revived_total += revived
+        self.last = stats
+        self.checks.append((epoch, stats))
+        if logs is not None:
+            logs.update(stats.logs(self.per_layer), revived=revived,
+                        revived_total=self.revived_total)

@@ -1,0 +1,90 @@
+"""Streaming per-unit reductions of a probe model's outputs, one runner per backend.
+
+Each runner folds a probe set, batch by batch, into (max, sum |h|, zero count)
+per unit, on the device: TensorFlow in a `tf.function`, JAX in one jitted
+`lax.scan`, torch with single-pass reductions under `no_grad`. The portable
+`keras.ops` version is the reference the tests compare them with.
+"""
+
+from keras import ops, tree
+
+
+def _reduce(h, axis, acc):
+    """Folds one batch of activations `h` into (max, sum |h|, zero count) per unit."""
+    h = ops.cast(h, "float32")
+    axes = tuple(i for i in range(len(h.shape)) if i != axis % len(h.shape))
+    hmax, hsum = ops.max(h, axis=axes), ops.sum(ops.abs(h), axis=axes)
+    zeros = ops.sum(ops.cast(ops.equal(h, 0.0), "int32"), axis=axes)
+    return (ops.maximum(acc[0], hmax), acc[1] + hsum, acc[2] + zeros)
+
+
+def _batches(xs, batch_size):
+    n = int(tree.flatten(xs)[0].shape[0])
+    for start in range(0, n, batch_size):
+        yield tree.map_structure(lambda a: a[start:start + batch_size], xs)
+
+
+# Each `run(acc, xs, batch_size)` folds all of `xs`, batch by batch, into `acc`.
+def _run_portable(probe, axes, compile_step=lambda step: step):
+    def step(acc, x):
+        outs = tree.flatten(probe(x, training=False))
+        return [_reduce(h, ax, a) for h, ax, a in zip(outs, axes, acc)]
+
+    step = compile_step(step)
+
+    def run(acc, xs, batch_size):
+        for batch in _batches(xs, batch_size):
+            acc = step(acc, batch)
+        return acc
+    return run
+
+
+def _run_tensorflow(probe, axes):
+    import tensorflow as tf
+    return _run_portable(probe, axes, lambda f: tf.function(f, reduce_retracing=True))
+
+
+def _run_jax(probe, axes):
+    import jax
+
+    def scan(trainable, non_trainable, acc, stacked):  # stacked: (batches, batch, ...)
+        def body(acc, x):
+            outs, _ = probe.stateless_call(trainable, non_trainable, x, training=False)
+            return [_reduce(h, ax, a) for h, ax, a in zip(tree.flatten(outs), axes, acc)], None
+        return jax.lax.scan(body, acc, stacked)[0]
+
+    jitted = jax.jit(scan)
+
+    def run(acc, xs, batch_size):
+        state = ([v.value for v in probe.trainable_variables],
+                 [v.value for v in probe.non_trainable_variables])
+        n = int(tree.flatten(xs)[0].shape[0])
+        full = n - n % batch_size
+        if full:
+            acc = jitted(*state, acc, tree.map_structure(
+                lambda a: a[:full].reshape((-1, batch_size, *a.shape[1:])), xs))
+        if full < n:
+            acc = jitted(*state, acc, tree.map_structure(lambda a: a[None, full:], xs))
+        return acc
+    return run
+
+
+def _run_torch(probe, axes):
+    import torch
+
+    def reduce(h, axis, acc):  # one pass each, no temporaries: norm-1 and count_nonzero
+        h = torch.movedim(h.float(), axis, -1).reshape(-1, h.shape[axis])
+        zeros = h.shape[0] - torch.count_nonzero(h, dim=0)
+        return (torch.maximum(acc[0], h.amax(0)),
+                acc[1] + torch.linalg.vector_norm(h, ord=1, dim=0), acc[2] + zeros)
+
+    def run(acc, xs, batch_size):
+        with torch.no_grad():
+            for batch in _batches(xs, batch_size):
+                outs = tree.flatten(probe(batch, training=False))
+                acc = [reduce(h, ax, a) for h, ax, a in zip(outs, axes, acc)]
+        return acc
+    return run
+
+
+_RUNS = {"tensorflow": _run_tensorflow, "jax": _run_jax, "torch": _run_torch}
