@@ -1,0 +1,1 @@
+"""Search engines: each translates the one space and calls the one trial runner."""

@@ -1,0 +1,218 @@
+"""The Optuna engine: the space as `suggest_*` calls, storage, study, pruning, optimize.
+
+Single objective: maximise validation accuracy. Multi-objective ("pareto"): maximise
+accuracy and minimise the dead fraction; Optuna cannot prune those, so no pruner.
+"""
+
+import pathlib
+import warnings
+
+import optuna
+
+from search import UsageError
+from search.space import Choice, Fixed, Float, Int
+
+ENGINE = "optuna"
+OBJECTIVES = {"accuracy": ("maximize",), "pareto": ("maximize", "minimize")}
+PRUNERS = ("median", "hyperband", "none")
+DEFAULT_STORAGE = "mlruns/optuna.journal"
+HEARTBEAT = {"heartbeat_interval": 3, "grace_period": 10}  # seconds; RDB storages only
+MAX_RETRY = 3  # a trial whose worker died is retried at most this often
+
+
+class TrialFailed(RuntimeError):
+    """A trial that failed in a way the study survives (e.g. a NaN loss)."""
+
+
+def distributions(space):
+    """Optuna distributions of the searched dimensions (fixed ones are not suggested)."""
+    dists = {}
+    for dim in space:
+        if isinstance(dim, Choice):
+            dists[dim.name] = optuna.distributions.CategoricalDistribution(dim.values)
+        elif isinstance(dim, Float):
+            dists[dim.name] = optuna.distributions.FloatDistribution(dim.low, dim.high, log=dim.log)
+        elif isinstance(dim, Int):
+            dists[dim.name] = optuna.distributions.IntDistribution(dim.low, dim.high, log=dim.log)
+    return dists
+
+
+def suggest(trial, space):
+    """A config for `trial`: each active dimension in declaration order."""
+    config = {}
+    for dim in space:
+        if not dim.active(config):
+            continue
+        if isinstance(dim, Fixed):
+            config[dim.name] = dim.value
+        elif isinstance(dim, Choice):
+            config[dim.name] = trial.suggest_categorical(dim.name, dim.values)
+        elif isinstance(dim, Float):
+            config[dim.name] = trial.suggest_float(dim.name, dim.low, dim.high, log=dim.log)
+        else:
+            config[dim.name] = trial.suggest_int(dim.name, dim.low, dim.high, log=dim.log)
+    return config
+
+
+def open_storage(url=None):
+    """The storage at `url`: an SQLAlchemy URL, or a journal file path (default one)."""
+    target = url or DEFAULT_STORAGE
+    try:
+        if "://" not in target:
+            from optuna.storages.journal import JournalFileBackend
+
+            pathlib.Path(target).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(target))
+        connect_args = {"connect_timeout": 10} if target.startswith(("postgresql", "mysql")) else {}
+        with warnings.catch_warnings():  # heartbeat and retry are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _driver(target), engine_kwargs={"connect_args": connect_args},
+                heartbeat_stale_trial_callback=retry_callback(), **HEARTBEAT)
+    except Exception as err:
+        from search.tracking import mask_url
+
+        cause = getattr(err, "orig", None) or err
+        lines = str(cause).strip().splitlines()
+        raise UsageError(
+            f"cannot open storage {mask_url(target)}: {lines[0] if lines else type(err).__name__}"
+        ) from None
+
+
+class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+             or optuna.storages.RetryFailedTrialCallback):  # the new name since Optuna 4.9
+    """Optuna's retry of a failed trial, without the dead attempt's reason, worker, run."""
+
+    def __call__(self, study, trial):
+        import copy
+
+        trial = copy.copy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "config"}
+        super().__call__(study, trial)
+
+
+def retry_callback():
+    """Re-queues a trial whose worker died (same params; `failed_trial` system attribute)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _Retry(max_retry=MAX_RETRY)
+
+
+def _driver(url):
+    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 and mysql:// as mysqlclient: fall
+    back to psycopg2 / PyMySQL when only those are installed."""
+    import importlib.util
+
+    for plain, default, fallback in (("postgresql://", "psycopg", "psycopg2"),
+                                     ("mysql://", "MySQLdb", "pymysql")):
+        if url.startswith(plain) and importlib.util.find_spec(default) is None \
+                and importlib.util.find_spec(fallback) is not None:
+            return url.replace(plain, plain[:-3] + "+" + fallback + "://", 1)
+    return url
+
+
+def make_pruner(name, epochs):
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UsageError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
+
+
+def open_study(name, storage, objective, space, dataset, seed=0, pruner=None):
+    """Create or resume study `name`; refuse one made for another objective, data or space."""
+    directions = OBJECTIVES[objective]
+    try:
+        previous = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        previous = None
+    if previous is not None:
+        _check_resumable(previous, directions, space, dataset)
+    count = len(previous.trials) if previous else 0
+    study = optuna.create_study(
+        study_name=name, storage=storage, directions=list(directions), load_if_exists=True,
+        # A resumed study gets a new seed, or it would replay its first trials.
+        sampler=optuna.samplers.TPESampler(seed=seed + count),
+        pruner=pruner if len(directions) == 1 and pruner is not None else optuna.pruners.NopPruner(),
+    )
+    if previous is None:
+        study.set_user_attr("dataset", dataset)
+    return study
+
+
+def _check_resumable(study, directions, space, dataset):
+    name = study.study_name
+    wanted = [getattr(optuna.study.StudyDirection, d.upper()) for d in directions]
+    if list(study.directions) != wanted:
+        raise UsageError(f"study {name!r} has another objective; choose another --study-name")
+    if study.user_attrs.get("dataset", dataset) != dataset:
+        raise UsageError(
+            f"study {name!r} was run on dataset {study.user_attrs['dataset']!r}; "
+            "choose another --study-name"
+        )
+    dists = distributions(space)
+    for trial in study.get_trials(deepcopy=False):
+        for param, old in trial.distributions.items():
+            if param in dists:
+                try:
+                    optuna.distributions.check_distribution_compatibility(old, dists[param])
+                except ValueError:
+                    raise UsageError(
+                        f"study {name!r} searched {param} over other choices; keep them "
+                        "or choose another --study-name"
+                    ) from None
+
+
+def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=None,
+             callbacks=(), worker=None):
+    """Run trials through the shared trial runner until `n_trials` or `timeout`;
+    `worker` names this process in each trial's user attributes (see search.workers)."""
+    from optuna_integration import KerasPruningCallback
+
+    from search.trial import freeze_long_lived_objects, run_trial
+
+    multi = len(study.directions) > 1
+
+    def objective(trial):
+        try:
+            return run(trial)
+        except KeyboardInterrupt:  # Optuna fails the trial and re-raises
+            trial.set_user_attr("reason", "interrupted by the user")
+            raise
+
+    def run(trial):
+        if worker:
+            trial.set_user_attr("worker", worker)
+        config = suggest(trial, space)
+        trial.set_user_attr("config", config)
+        pruning = [] if multi else [KerasPruningCallback(trial, "val_accuracy")]
+        result = run_trial(config, data, settings, number=trial.number, engine=ENGINE,
+                           tracker=tracker, callbacks=pruning,
+                           pruned_errors=(optuna.TrialPruned,))
+        for key in ("dead_fraction", "val_accuracy", "run_id"):
+            if getattr(result, key) is not None:
+                trial.set_user_attr(key, getattr(result, key))
+        if result.state == "pruned":
+            trial.set_user_attr("reason", result.reason)
+            raise optuna.TrialPruned(result.reason)
+        if result.state == "failed":
+            trial.set_user_attr("reason", result.reason)
+            raise TrialFailed(result.reason)
+        if multi:
+            return result.val_accuracy, result.dead_fraction
+        return result.val_accuracy
+
+    freeze_long_lived_objects()
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
+                   gc_after_trial=True, callbacks=list(callbacks))
+
+
+def best_trials(study, limit=5):
+    """The Pareto front (multi-objective) or the `limit` best complete trials."""
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.number)
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    return sorted(done, key=lambda t: -t.value)[:limit]

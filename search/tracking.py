@@ -1,0 +1,177 @@
+"""MLflow tracking: one experiment per study, a parent run per search, a child run per trial.
+
+Runs are linked by an explicit `mlflow.parentRunId` tag (never the thread-local active
+run stack) and written with `MlflowClient`, so any engine or thread can log a trial.
+"""
+
+import json
+import os
+import pathlib
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+MLRUNS = "mlruns"
+STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+
+
+def default_tracking_uri(cwd=None):
+    """SQLite under ./mlruns: MLflow 3.17's own default backend, kept in one folder."""
+    folder = pathlib.Path(cwd or os.getcwd()).resolve() / MLRUNS
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri=None):
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the default under ./mlruns."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def mask_url(url):
+    """`url` with any password replaced by ***."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def ui_command(uri):
+    """How to open the runs: a URL for a tracking server, else the `keras-relu ui` command."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {mask_url(uri)} in a browser"
+    if uri == default_tracking_uri():
+        return "keras-relu ui"
+    return f"keras-relu ui --tracking-uri {mask_url(uri)}"
+
+
+def _numbers(values):
+    """The entries of `values` that are numbers (Python, NumPy or 0-d tensors), as floats."""
+    numbers = {}
+    for key, value in values.items():
+        try:
+            numbers[key] = float(value)
+        except (TypeError, ValueError):
+            pass
+    return numbers
+
+
+def _text(value):
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+class Tracker:
+    """The MLflow side of one search invocation."""
+
+    def __init__(self, uri, experiment_name):
+        import logging
+
+        import mlflow
+        from mlflow import MlflowClient
+
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # schema set-up lines
+
+        self._entities = mlflow.entities
+        self.uri = uri
+        if uri.startswith("sqlite:///"):
+            pathlib.Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            artifacts = None
+            if uri == default_tracking_uri():
+                artifacts = (pathlib.Path(MLRUNS).resolve() / "artifacts").as_uri()
+            self.experiment_id = self.client.create_experiment(experiment_name, artifacts)
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.parent_id = None
+        self._writer, self._pending = None, []
+
+    def start_parent(self, params, tags):
+        run = self.client.create_run(
+            self.experiment_id, tags={k: _text(v) for k, v in tags.items()},
+            run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+        )
+        self.parent_id = run.info.run_id
+        self.log(self.parent_id, params=params)
+        return self.parent_id
+
+    def finish_parent(self, status, best=None, summary=None):
+        """Wait for the trials' writes, then close the parent run with the best trial
+        (`best` = {"metrics": {...}, "params": {...}}) and the summary table."""
+        try:
+            self.flush()
+        finally:
+            if best:
+                self.log(self.parent_id, metrics=best.get("metrics", {}),
+                         params={f"best.{k}": v for k, v in best.get("params", {}).items()})
+            if summary:
+                self.client.log_text(self.parent_id, summary, "best_trials.txt")
+            self.client.set_terminated(self.parent_id, status)
+
+    def start_child(self, trial_number, engine, params):
+        """A child run of the parent; everything it logs is written in the background."""
+        return ChildRun(self, trial_number, engine, params)
+
+    def log(self, run_id, metrics=None, params=None, tags=None, step=0):
+        """One `log_batch` call: numeric metrics at `step`, params and tags as text."""
+        entities, now = self._entities, int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[entities.Metric(k, v, now, step) for k, v in _numbers(metrics or {}).items()],
+            params=[entities.Param(k, _text(v)) for k, v in (params or {}).items()],
+            tags=[entities.RunTag(k, _text(v)) for k, v in (tags or {}).items()],
+        )
+
+    def submit(self, fn, *args, **kwargs):
+        """Run `fn` in the tracker's one writer thread (in order), so training never waits
+        for MLflow; a write that failed earlier is raised here."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for future in done:
+            future.result()
+        future = self._writer.submit(fn, *args, **kwargs)
+        self._pending.append(future)
+        return future
+
+    def flush(self):
+        """Wait for every background write; raise the first that failed."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+
+class ChildRun:
+    """One trial's run: created, fed per-epoch metrics and closed in the writer thread."""
+
+    def __init__(self, tracker, trial_number, engine, params):
+        self.tracker = tracker
+        tags = {"mlflow.parentRunId": tracker.parent_id, "engine": engine,
+                "trial_number": str(trial_number), "state": "running"}
+        self._run_id = tracker.submit(self._create, tags, f"trial-{trial_number}", params)
+
+    def _create(self, tags, name, params):
+        client = self.tracker.client
+        run_id = client.create_run(self.tracker.experiment_id, tags=tags, run_name=name).info.run_id
+        self.tracker.log(run_id, params=params)
+        return run_id
+
+    @property
+    def run_id(self):
+        return self._run_id.result()
+
+    def log_epoch(self, epoch, logs):
+        self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=logs, step=epoch))
+
+    def finish(self, state, reason=""):
+        tags = {"state": state, **({"reason": reason[:5000]} if reason else {})}
+
+        def close():
+            self.tracker.log(self.run_id, tags=tags)
+            self.tracker.client.set_terminated(self.run_id, STATUS.get(state, "FAILED"))
+
+        self.tracker.submit(close)
