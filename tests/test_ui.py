@@ -1,0 +1,82 @@
+"""`keras-relu ui` refusals, and the artifacts a search leaves on its MLflow runs."""
+
+import socket
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from search.artifacts import SEARCH_PLOTS, TRIAL_PLOT, TRIALS_CSV, study_from_trials
+from search.cli import main
+from search.space import default_space
+from search.tracking import default_tracking_uri
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def test_ui_on_a_taken_port_says_so_in_one_line_and_exits_2(workdir, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["ui", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"port {port}" in err[0] and "in use" in err[0], err
+
+
+def test_ui_without_a_store_exits_2(workdir, capsys):
+    assert main(["ui", "--port", "50999", "--tracking-uri",
+                 f"sqlite:///{workdir}/none/mlflow.db"]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_search_runs_carry_the_plots_and_the_trials_csv(workdir):
+    assert main(["search", "--trials", "3", "--epochs", "1", "--fix", "depth=1"]) == 0
+    client = MlflowClient(default_tracking_uri(workdir))
+    experiment = client.get_experiment_by_name("digits")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if r is not parent]
+    assert len(children) == 3
+    for run in children:
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [TRIAL_PLOT]
+    artifacts = {a.path: a for a in client.list_artifacts(parent.info.run_id)}
+    assert {TRIALS_CSV, SEARCH_PLOTS} <= set(artifacts)
+    folder = client.download_artifacts(parent.info.run_id, "", str(workdir / "got"))
+    csv_lines = open(f"{folder}/{TRIALS_CSV}").read().strip().splitlines()
+    assert len(csv_lines) == 4 and "params_activation" in csv_lines[0]
+    page = open(f"{folder}/{SEARCH_PLOTS}").read()
+    assert "Optimisation history" in page and "Parallel coordinate" in page
+    assert page.count("plotly.js v") <= 2  # plotly.js inlined once, not per plot
+    child = client.download_artifacts(children[0].info.run_id, TRIAL_PLOT, str(workdir / "png"))
+    assert open(child, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_any_engine_gets_the_same_csv_through_study_from_trials():
+    space = default_space().with_cli(["depth=2", "width=32"])
+    config = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
+              "dropout": 0.1, "clipping": "none", "schedule": "constant",
+              "learning_rate": 1e-3, "optimizer": "adam", "depth": 2, "width": 32}
+    records = [
+        {"number": 0, "state": "complete", "config": config, "val_accuracy": 0.9,
+         "dead_fraction": 0.1, "run_id": "abc"},
+        {"number": 1, "state": "failed", "config": {**config, "activation": "elu"},
+         "reason": "loss became nan"},
+        {"number": 2, "state": "complete", "config": {**config, "dropout": 0.3},
+         "val_accuracy": 0.8, "dead_fraction": 0.0},
+    ]
+    study = study_from_trials(records, space)
+    frame = study.trials_dataframe()
+    assert list(frame["number"]) == [0, 1, 2]
+    assert list(frame["state"]) == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert list(frame["params_activation"]) == ["relu", "elu", "relu"]
+    assert frame["value"].iloc[0] == 0.9 and frame["user_attrs_run_id"].iloc[0] == "abc"
+    assert study.best_trial.number == 0
+    pareto = study_from_trials(records, space, "pareto")
+    assert [len(t.values) for t in pareto.trials if t.values] == [2, 2]
+    assert pareto.trials[1].state == optuna.trial.TrialState.FAIL
