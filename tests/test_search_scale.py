@@ -111,6 +111,29 @@ def test_sigkill_on_the_local_journal_default(tmp_path):
     assert sum(t.state.name == "COMPLETE" for t in trials) == 3
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="no Keras in it: it runs once, on the "
+                    "tensorflow pass (30 s of Optuna's lock grace period)")
+def test_a_killed_lock_holder_does_not_wedge_the_relative_journal(tmp_path, monkeypatch):
+    """The default storage is a relative path. A worker SIGKILLed while holding the journal
+    lock leaves the lock behind; the next writer must break it after Optuna's grace period
+    (30 s) instead of spinning forever (CI hung here when the lock symlink dangled)."""
+    monkeypatch.chdir(tmp_path)
+    optuna.create_study(study_name="held", storage=engine.open_storage(engine.DEFAULT_STORAGE))
+    holder = subprocess.run(
+        [sys.executable, "-c", "import os, signal; from search.engines import optuna as e; "
+         "e.open_storage(e.DEFAULT_STORAGE)._backend._lock.acquire(); "
+         "os.kill(os.getpid(), signal.SIGKILL)"], cwd=tmp_path, env=_env())
+    assert holder.returncode == -signal.SIGKILL
+    assert os.path.lexists(tmp_path / (engine.DEFAULT_STORAGE + ".lock"))
+    writer = subprocess.run(
+        [sys.executable, "-c", "import optuna; from search.engines import optuna as e; "
+         "optuna.create_study(study_name='after', storage=e.open_storage(e.DEFAULT_STORAGE))"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert writer.returncode == 0, writer.stderr[-2000:]
+    names = optuna.get_all_study_names(engine.open_storage(engine.DEFAULT_STORAGE))
+    assert sorted(names) == ["after", "held"]
+
+
 # ---- PostgreSQL -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

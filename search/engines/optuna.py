@@ -61,8 +61,12 @@ def open_storage(url=None):
         if "://" not in target:
             from optuna.storages.journal import JournalFileBackend
 
-            pathlib.Path(target).parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(JournalFileBackend(target))
+            path = pathlib.Path(target).resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Absolute: the lock is a symlink to this path, and Optuna breaks a stale lock
+            # (holder killed) by stat-ing through it; a relative target dangles and the
+            # waiters spin forever.
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         connect_args = {"connect_timeout": 10} if target.startswith(("postgresql", "mysql")) else {}
         with warnings.catch_warnings():  # heartbeat and retry are "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
