@@ -1,5 +1,7 @@
 """The SUGAR op: ReLU in the forward pass, a surrogate's derivative in the backward pass."""
 
+import functools
+
 from keras import KerasTensor, backend, ops
 from keras.src.backend import any_symbolic_tensors
 from keras.src.ops.operation import Operation
@@ -20,6 +22,7 @@ def _surrogate_grad(x, upstream, derivative, params):
 
 
 def _sugar_eager(x, derivative, params):
+    """Portable: `ops.custom_gradient` on any backend."""
     @ops.custom_gradient
     def forward(x):
         def grad(*args, upstream=None):
@@ -32,6 +35,38 @@ def _sugar_eager(x, derivative, params):
     return forward(x)
 
 
+@functools.cache
+def _torch_function():
+    import torch
+
+    class SugarFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, derivative, params):
+            ctx.save_for_backward(x)
+            ctx.derivative, ctx.params = derivative, params
+            return torch.relu(x)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            (x,) = ctx.saved_tensors
+            return _surrogate_grad(x, upstream, ctx.derivative, ctx.params), None, None
+
+    return SugarFunction
+
+
+def _sugar_torch(x, derivative, params):
+    """torch: plain relu when autograd records nothing (`predict` runs under `no_grad`),
+    else one `autograd.Function`, without the generic wrapper of `ops.custom_gradient`."""
+    import torch
+
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.relu(x)
+    return _torch_function().apply(x, derivative, params)
+
+
+_FAST = {"torch": _sugar_torch}
+
+
 class _Sugar(Operation):
     """Symbolic form of `sugar`, so it also works on Functional-API tensors."""
 
@@ -41,7 +76,7 @@ class _Sugar(Operation):
         self.params = params
 
     def call(self, x):
-        return _sugar_eager(x, get_surrogate(self.surrogate).derivative, self.params)
+        return _sugar_op()(x, get_surrogate(self.surrogate).derivative, self.params)
 
     def compute_output_spec(self, x):
         return KerasTensor(x.shape, dtype=x.dtype, sparse=False)
@@ -64,4 +99,9 @@ def sugar(x, surrogate="bsilu", **params):
     resolved = spec.resolve(params)
     if any_symbolic_tensors((x,)):
         return _Sugar(spec.name, resolved).symbolic_call(x)
-    return _sugar_eager(ops.convert_to_tensor(x), spec.derivative, resolved)
+    return _sugar_op()(ops.convert_to_tensor(x), spec.derivative, resolved)
+
+
+def _sugar_op():
+    """The active backend's fast path, else the portable `ops.custom_gradient` version."""
+    return _FAST.get(backend.backend(), _sugar_eager)
