@@ -27,6 +27,14 @@ FAST = ["--fix=depth=1", "--fix=width=16", "--batch-size=128", "--pruner=none"]
 Failed = optuna.trial.TrialState.FAIL
 
 
+def one_pass(backend):
+    """Each multi-process scenario runs on one backend pass, and each pass runs some: the
+    launcher, storages and recovery do not depend on the backend (the workers' training
+    does, and every pass starts workers), and these scenarios are CI's slowest tests."""
+    return pytest.mark.skipif(BACKEND != backend, reason=f"multi-process scenario: runs on "
+                                                         f"the {backend} pass")
+
+
 def _env():
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=ROOT)
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -98,6 +106,7 @@ def check_killed(trials, killed):
     assert retry[0].state == optuna.trial.TrialState.COMPLETE
 
 
+@one_pass("jax")
 def test_sigkill_on_the_local_journal_default(tmp_path):
     proc = _start(["--workers", "2", "--trials", "3", "--epochs", "3", *FAST], tmp_path)
     storage = engine.open_storage(str(tmp_path / engine.DEFAULT_STORAGE))
@@ -111,8 +120,7 @@ def test_sigkill_on_the_local_journal_default(tmp_path):
     assert sum(t.state.name == "COMPLETE" for t in trials) == 3
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="no Keras in it: it runs once, on the "
-                    "tensorflow pass (30 s of Optuna's lock grace period)")
+@one_pass("tensorflow")  # no Keras in it
 def test_a_killed_lock_holder_does_not_wedge_the_relative_journal(tmp_path, monkeypatch):
     """The default storage is a relative path. A worker SIGKILLed while holding the journal
     lock leaves the lock behind; the next writer must break it after Optuna's grace period
@@ -166,6 +174,7 @@ def pg_database():
         admin.close()
 
 
+@one_pass("torch")
 def test_four_workers_on_postgres_run_exactly_the_requested_trials(tmp_path, pg_database):
     study_name = f"four-{uuid.uuid4().hex[:6]}"
     code, output = _finish(_start(["--workers", "4", "--trials", "5", "--epochs", "1",
@@ -177,6 +186,7 @@ def test_four_workers_on_postgres_run_exactly_the_requested_trials(tmp_path, pg_
     assert len(trials) == 5 and len({t.user_attrs["worker"] for t in trials}) == 4
 
 
+@one_pass("torch")
 def test_sigkill_on_postgres_heartbeat_retries_the_trial(tmp_path, pg_database):
     study_name = f"kill-{uuid.uuid4().hex[:6]}"
     proc = _start(["--workers", "2", "--trials", "3", "--epochs", "3", "--study-name",
@@ -190,6 +200,7 @@ def test_sigkill_on_postgres_heartbeat_retries_the_trial(tmp_path, pg_database):
     check_killed(trials, killed)
 
 
+@one_pass("tensorflow")
 def test_sigint_stops_cleanly_resumes_and_never_shows_the_password(tmp_path, pg_database):
     study_name = f"int-{uuid.uuid4().hex[:6]}"
     args = ["--workers", "2", "--trials", "2", "--epochs", "3", "--study-name", study_name,
@@ -204,7 +215,10 @@ def test_sigint_stops_cleanly_resumes_and_never_shows_the_password(tmp_path, pg_
     code, first = _finish(proc)
     assert code == 130, first[-3000:]
     interrupted = [t for t in _trials(study_name, storage) if t.state == Failed]
-    assert interrupted and all("interrupted" in t.user_attrs["reason"] for t in interrupted)
+    assert interrupted and all("interrupted" in t.user_attrs.get("reason", "")
+                               for t in interrupted), [
+        (t.number, t.state.name, t.user_attrs, t.system_attrs, t.datetime_start,
+         t.datetime_complete) for t in _trials(study_name, storage)]
     client, children, parents = _children(tmp_path, study_name)
     assert [p.info.status for p in parents] == ["KILLED"]
     killed_runs = [r for r in children if r.info.status == "KILLED"]
@@ -246,6 +260,7 @@ def _artifact_texts(client, run_id, path=None):
     return texts
 
 
+@one_pass("tensorflow")
 def test_kerastuner_chief_and_two_workers_complete_a_small_search(tmp_path):
     code, output = _finish(_start(["--engine", "kerastuner", "--workers", "2", "--trials", "3",
                                    "--epochs", "1", *FAST[:-1]], tmp_path))
