@@ -2,9 +2,11 @@
 
 Each runner folds a probe set, batch by batch, into (max, sum |h|, zero count)
 per unit, on the device: TensorFlow in a `tf.function`, JAX in one jitted
-`lax.scan`, torch with single-pass reductions under `no_grad`. The portable
+`lax.scan`, torch under `no_grad` on a folded view (see `_fold`). The portable
 `keras.ops` version is the reference the tests compare them with.
 """
+
+import functools
 
 from keras import ops, tree
 
@@ -72,11 +74,15 @@ def _run_jax(probe, axes):
 def _run_torch(probe, axes):
     import torch
 
-    def reduce(h, axis, acc):  # one pass each, no temporaries: norm-1 and count_nonzero
-        h = torch.movedim(h.float(), axis, -1).reshape(-1, h.shape[axis])
-        zeros = h.shape[0] - torch.count_nonzero(h, dim=0)
-        return (torch.maximum(acc[0], h.amax(0)),
-                acc[1] + torch.linalg.vector_norm(h, ord=1, dim=0), acc[2] + zeros)
+    def reduce(h, axis, acc):  # single-pass reductions, no temporaries but |h|
+        units = h.shape[axis]
+        h = torch.movedim(h.float(), axis, -1).reshape(-1, units)
+        k = _fold(h.shape[0], units)
+        wide = h.reshape(-1, k * units)  # a view: rows folded into columns
+        hmax = wide.amax(0).view(k, units).amax(0)
+        hsum = wide.abs().sum(0).view(k, units).sum(0)
+        zeros = h.shape[0] - torch.count_nonzero(wide, dim=0).view(k, units).sum(0)
+        return torch.maximum(acc[0], hmax), acc[1] + hsum, acc[2] + zeros
 
     def run(acc, xs, batch_size):
         with torch.no_grad():
@@ -85,6 +91,14 @@ def _run_torch(probe, axes):
                 acc = [reduce(h, ax, a) for h, ax, a in zip(outs, axes, acc)]
         return acc
     return run
+
+
+@functools.lru_cache(maxsize=256)
+def _fold(rows, units, width=1024):
+    """The largest k dividing `rows` with k * units <= width. torch reduces a narrow
+    (rows, units) tensor over its rows up to 40x slower than the same data viewed as
+    (rows / k, k * units); a conv's 16 channels are that narrow."""
+    return max(k for k in range(1, max(1, width // units) + 1) if rows % k == 0)
 
 
 _RUNS = {"tensorflow": _run_tensorflow, "jax": _run_jax, "torch": _run_torch}

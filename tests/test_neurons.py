@@ -143,13 +143,16 @@ def test_nested_and_unbuilt_sequential_models(rng):
 
 def test_backend_fast_path_matches_portable(rng):
     inp = keras.Input((8, 8, 3))
-    h = keras.layers.Conv2D(6, 3, activation="relu")(inp)
-    h = keras.layers.Dense(5, activation="gelu")(keras.layers.GlobalAveragePooling2D()(h))
+    conv = keras.layers.Conv2D(6, 3, activation="relu")
+    h = keras.layers.Dense(5, activation="gelu")(keras.layers.GlobalAveragePooling2D()(conv(inp)))
     probe = neurons._Probe(keras.Model(inp, h))
-    xs = probe.convert(rng.normal(size=(70, 8, 8, 3)))
+    _force(conv, [2, 4], alive_bias=0.0)
+    xs = probe.convert(rng.normal(size=(70, 8, 8, 3)))  # 70: a last, partial batch
     fast = probe.measure(xs, batch_size=32)
     probe.run = reductions._run_portable(probe.probe, probe.axes)
     slow = probe.measure(xs, batch_size=32)
+    assert fast.layers[conv.name].dead_units == (2, 4)
+    assert 0.4 < fast.layers[conv.name].zero_fraction < 0.9
     for a, b in zip(fast.layers.values(), slow.layers.values()):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
         assert (a.zero_fraction, a.dead_units) == (b.zero_fraction, b.dead_units)
