@@ -3,7 +3,8 @@
     python benchmarks/bench_sugar.py [--backends tensorflow,jax,torch] [--rounds 3]
 
 Each measurement runs in its own process, the variants alternate round by
-round, and each side keeps its fastest epoch and fastest predict (TensorFlow on
+round, and each side keeps its fastest epoch and fastest predict; `relu_again`
+is plain ReLU measured a second time, so its ratio is the noise floor (TensorFlow on
 small CPUs flips at random between a fast and a ~2x slower mode, see
 shared/DESIGN.md). Memory is the process's peak resident set during training
 above what it held before the model was built (Linux VmHWM, reset first).
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("relu", "sugar", "injection")
+VARIANTS = ("relu", "relu_again", "sugar", "injection")  # relu_again: the noise floor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES, FEATURES, CLASSES, WIDTH, DEPTH, BATCH, EPOCHS = 16384, 784, 10, 512, 4, 256, 4
 
@@ -60,6 +61,7 @@ def worker(variant):
     base_kib = _status_kib("VmRSS")
     activation = {
         "relu": lambda: keras.layers.Activation("relu"),
+        "relu_again": lambda: keras.layers.Activation("relu"),
         "sugar": lambda: keras_relu.SugarReLU("bsilu"),
         "injection": lambda: _injection_layer(keras),
     }[variant]
