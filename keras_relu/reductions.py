@@ -43,7 +43,14 @@ def _run_portable(probe, axes, compile_step=lambda step: step):
 
 def _run_tensorflow(probe, axes):
     import tensorflow as tf
-    return _run_portable(probe, axes, lambda f: tf.function(f, reduce_retracing=True))
+
+    def compile_step(step):
+        step = tf.function(step, reduce_retracing=True)
+        # Every probe (one per model, e.g. per search trial) traces its own step; TF's
+        # "frequent retracing" warning, keyed on the code object, would flag that.
+        step._omit_frequent_tracing_warning = True
+        return step
+    return _run_portable(probe, axes, compile_step)
 
 
 def _run_jax(probe, axes):

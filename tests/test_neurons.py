@@ -273,3 +273,14 @@ def test_softmax_output_is_not_monitored():
                               keras.layers.Softmax(name="again")])
     stats = neuron_stats(model, np.ones((8, 4), "float32"))
     assert list(stats.layers) == ["hidden"] and stats.units == 6
+
+
+def test_a_probe_per_model_raises_no_retracing_warning(rng, caplog):
+    """A search measures a new model every trial; on TensorFlow each probe traces anew."""
+    data = rng.normal(size=(40, 4))
+    for _ in range(8):
+        inp = keras.Input((4,))
+        stats = neuron_stats(keras.Model(inp, keras.layers.Dense(3, activation="relu")(inp)),
+                             data, batch_size=16)  # 16, 16, 8: two shapes per probe
+        assert stats.units == 3
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
