@@ -80,9 +80,10 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(experiment_name)
         if experiment is None:
-            artifacts = None
-            if uri == default_tracking_uri():
-                artifacts = (pathlib.Path(MLRUNS).resolve() / "artifacts").as_uri()
+            artifacts = None  # a tracking server decides; a local database keeps them beside it
+            if uri.startswith("sqlite:///"):  # (MLflow's default is ./mlruns wherever one runs)
+                db = pathlib.Path(uri[len("sqlite:///"):]).resolve()
+                artifacts = (db.parent / "artifacts").as_uri()
             self.experiment_id = self.client.create_experiment(experiment_name, artifacts)
         else:
             self.experiment_id = experiment.experiment_id

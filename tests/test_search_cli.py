@@ -83,3 +83,7 @@ def test_nan_trials_are_recorded_failed_and_the_search_finishes(workdir, capsys)
         assert run.data.tags["state"] == "failed"
         assert "loss became nan" in run.data.tags["reason"]
         assert run.data.params["learning_rate"] == "1e+30"
+    # Artifacts live beside that database, not in ./mlruns of wherever the search ran.
+    beside = (workdir / "elsewhere" / "artifacts").resolve().as_uri()
+    assert all(r.info.artifact_uri.startswith(beside) for r in parents + children)
+    assert not [p.name for p in (workdir / "mlruns").iterdir() if p.name.isdigit()]
