@@ -46,18 +46,12 @@ SCENARIOS = {
         epochs=30, batch_size=64, input_shape=(64,), num_classes=10),
     # The SUGAR paper's recipe (arXiv 2505.22074): SGD at 1e-3 (no momentum named: none),
     # batch 128, no augmentation; CIFAR-10 from keras.datasets. Meant for a GPU.
-    "cifar10-vgg16": Scenario(
-        "cifar10-vgg16",
+    **{f"cifar10-{arch}": Scenario(
+        f"cifar10-{arch}",
         {"initializer": "he_normal", "learning_rate": 1e-3, "optimizer": "sgd", "momentum": 0.0,
          "schedule": "constant", "clipping": "none"},
         epochs=100, batch_size=128, input_shape=(32, 32, 3), num_classes=10,
-        architecture="vgg16"),
-    "cifar10-resnet18": Scenario(
-        "cifar10-resnet18",
-        {"initializer": "he_normal", "learning_rate": 1e-3, "optimizer": "sgd", "momentum": 0.0,
-         "schedule": "constant", "clipping": "none"},
-        epochs=100, batch_size=128, input_shape=(32, 32, 3), num_classes=10,
-        architecture="resnet18"),
+        architecture=arch) for arch in ("vgg16", "resnet18")},
 }
 
 

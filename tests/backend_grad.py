@@ -1,7 +1,6 @@
 """Gradients of a scalar function through the active Keras backend's autodiff."""
 
 import keras
-import numpy as np
 from keras import ops
 
 

@@ -12,28 +12,12 @@ import math
 import keras
 import numpy as np
 import pytest
-from mlflow import MlflowClient
+from conftest import mlflow_runs
 from scipy import stats
 
 from search import compare, scenarios
 from search.cli import main
 from search.tracking import default_tracking_uri
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
-def _runs(experiment):
-    client = MlflowClient(default_tracking_uri())
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=100)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, children
 
 
 def _artifacts(client, run):
@@ -73,7 +57,7 @@ def test_compare_default_scenario_csv_mlflow_and_ci(workdir, capsys):
             assert float(row[f"{key}_ci_low"]) == pytest.approx(low)
             assert float(row[f"{key}_ci_high"]) == pytest.approx(high)
 
-    client, parents, children = _runs("compare-digits-deep-mlp")
+    client, parents, children = mlflow_runs(default_tracking_uri(), "compare-digits-deep-mlp")
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.tags["kind"] == "compare"
@@ -101,7 +85,7 @@ def test_paper_scenarios_run_on_a_cifar_shaped_stand_in(workdir, scenario):
     code = main(["compare", "--scenario", scenario, "--limit", "256", "--epochs", "1",
                  "--activations", "sugar_bsilu", "--seeds", "1", "--dataset", "synthetic"])
     assert code == 0
-    client, parents, children = _runs(f"compare-{scenario}")
+    client, parents, children = mlflow_runs(default_tracking_uri(), f"compare-{scenario}")
     assert len(children) == 1
     run = children[0]
     params = run.data.params

@@ -1,8 +1,7 @@
 """`keras-relu search` end to end: MLflow runs read back through MlflowClient, resume, NaN."""
 
 import optuna
-import pytest
-from mlflow import MlflowClient
+from conftest import mlflow_runs
 
 from search.cli import main
 from search.engines import optuna as engine
@@ -12,23 +11,6 @@ EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
               "dead_fraction", "dormant_fraction", "zero_fraction", "revived")
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A fresh working directory with MLflow on its default store (./mlruns)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
-def _runs(uri, experiment):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=100)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, children
-
-
 def test_search_logs_parent_and_children_and_resumes(workdir, capsys):
     assert main(["search", "--trials", "2", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
@@ -36,7 +18,7 @@ def test_search_logs_parent_and_children_and_resumes(workdir, capsys):
     assert "MLflow runs: keras-relu ui\n" in out
     assert "activation" in out and "val_accuracy" in out and "dead_fraction" in out
 
-    client, parents, children = _runs(uri, "digits")
+    client, parents, children = mlflow_runs(uri, "digits")
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -62,7 +44,7 @@ def test_search_logs_parent_and_children_and_resumes(workdir, capsys):
     study = optuna.load_study(study_name="digits", storage=engine.open_storage())
     assert len(study.trials) == 3
     assert study.trials[2].user_attrs["config"] != study.trials[0].user_attrs["config"]
-    _, parents, children = _runs(uri, "digits")
+    _, parents, children = mlflow_runs(uri, "digits")
     assert len(parents) == 2 and len(children) == 3
 
 
@@ -76,7 +58,7 @@ def test_nan_trials_are_recorded_failed_and_the_search_finishes(workdir, capsys)
     study = optuna.load_study(study_name="nan", storage=engine.open_storage())
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
     assert all("loss became nan" in t.user_attrs["reason"] for t in study.trials)
-    _, parents, children = _runs(uri, "nan")
+    _, parents, children = mlflow_runs(uri, "nan")
     assert parents[0].info.status == "FINISHED" and len(children) == 2
     for run in children:
         assert run.info.status == "FAILED"

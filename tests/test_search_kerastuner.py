@@ -19,13 +19,6 @@ FAST = ["--batch-size", "128", *FIX]
 KT = ["search", "--engine", "kerastuner"]
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def _runs(workdir, experiment="digits", engine=None):
     """(parents, children) of `experiment`, optionally of one engine, oldest first."""
     client = MlflowClient(default_tracking_uri(workdir))

@@ -3,20 +3,12 @@
 import socket
 
 import optuna
-import pytest
 from mlflow import MlflowClient
 
 from search.artifacts import SEARCH_PLOTS, TRIAL_PLOT, TRIALS_CSV, study_from_trials
 from search.cli import main
 from search.space import default_space
 from search.tracking import default_tracking_uri
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
 
 
 def test_ui_on_a_taken_port_says_so_in_one_line_and_exits_2(workdir, capsys):
