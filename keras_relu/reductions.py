@@ -53,16 +53,38 @@ def _run_tensorflow(probe, axes):
     return _run_portable(probe, axes, compile_step)
 
 
+# XLA:CPU hands a convolution whose output the probe also returns to YNNPACK on its
+# own, and there it ran 2-4x slower than XLA's own convolution (jax 0.10, x86-64);
+# inside `predict` the same convolution is fused with its consumers and is fast.
+# The probe's scan therefore leaves YNNPACK only dots and reductions.
+_JAX_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                    "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
 def _run_jax(probe, axes):
     import jax
 
-    def scan(trainable, non_trainable, acc, stacked):  # stacked: (batches, batch, ...)
+    def scan(trainable, non_trainable, acc, xs, batch_size):
         def body(acc, x):
             outs, _ = probe.stateless_call(trainable, non_trainable, x, training=False)
             return [_reduce(h, ax, a) for h, ax, a in zip(tree.flatten(outs), axes, acc)], None
+        # Inside jit the reshape into (batches, batch, ...) is free, not a copy.
+        stacked = tree.map_structure(
+            lambda a: a.reshape((-1, batch_size, *a.shape[1:])), xs)
         return jax.lax.scan(body, acc, stacked)[0]
 
-    jitted = jax.jit(scan)
+    options = _JAX_CPU_OPTIONS if jax.default_backend() == "cpu" else {}
+    jitted = jax.jit(scan, static_argnames="batch_size", compiler_options=options)
+
+    def call(*args, batch_size):
+        nonlocal jitted
+        try:
+            return jitted(*args, batch_size=batch_size)
+        except Exception as error:  # an XLA that no longer knows the option
+            if not any(key in str(error) for key in _JAX_CPU_OPTIONS):
+                raise
+            jitted = jax.jit(scan, static_argnames="batch_size")
+            return jitted(*args, batch_size=batch_size)
 
     def run(acc, xs, batch_size):
         state = ([v.value for v in probe.trainable_variables],
@@ -70,10 +92,11 @@ def _run_jax(probe, axes):
         n = int(tree.flatten(xs)[0].shape[0])
         full = n - n % batch_size
         if full:
-            acc = jitted(*state, acc, tree.map_structure(
-                lambda a: a[:full].reshape((-1, batch_size, *a.shape[1:])), xs))
+            whole = xs if full == n else tree.map_structure(lambda a: a[:full], xs)
+            acc = call(*state, acc, whole, batch_size=batch_size)
         if full < n:
-            acc = jitted(*state, acc, tree.map_structure(lambda a: a[None, full:], xs))
+            acc = call(*state, acc, tree.map_structure(lambda a: a[full:], xs),
+                       batch_size=n - full)
         return acc
     return run
 

@@ -158,6 +158,17 @@ def test_backend_fast_path_matches_portable(rng):
         assert (a.zero_fraction, a.dead_units) == (b.zero_fraction, b.dead_units)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="a JAX compile option")
+def test_an_xla_without_the_probe_compile_option_still_measures(rng, monkeypatch):
+    monkeypatch.setattr(reductions, "_JAX_CPU_OPTIONS", {"xla_cpu_no_such_option": "1"})
+    inp = keras.Input((6,))
+    dense = keras.layers.Dense(4, activation="relu")
+    probe = neurons._Probe(keras.Model(inp, dense(inp)))
+    _force(dense, [1], alive_bias=0.0)
+    stats = probe.measure(probe.convert(rng.normal(size=(40, 6))), batch_size=16)
+    assert stats.layers[dense.name].dead_units == (1,)
+
+
 def test_monitor_counts_revived_units(rng):
     inp = keras.Input((5,))
     dense = keras.layers.Dense(6, activation="relu")
