@@ -158,6 +158,20 @@ def test_backend_fast_path_matches_portable(rng):
         assert (a.zero_fraction, a.dead_units) == (b.zero_fraction, b.dead_units)
 
 
+def test_zero_counts_stay_exact_past_float32_range():
+    """A batch holds 4097 * 4096 > 2**24 entries of one unit: float32 cannot hold that
+    odd zero count, so the cheap float count must give way to an integer one."""
+    inp = keras.Input((4096, 1))
+    probe = neurons._Probe(keras.Model(inp, keras.layers.Activation("relu")(inp)))
+    x = np.zeros((4097, 4096, 1), "float32")
+    x[0, :3] = 1.0
+    entries = x.size
+    stats = probe.measure(probe.convert(x), batch_size=len(x))
+    assert entries > 2**24 and (entries - 3) % 2 == 1
+    assert round(stats.zero_fraction * entries) == entries - 3
+    assert stats.dead_fraction == 0.0
+
+
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="a JAX compile option")
 def test_an_xla_without_the_probe_compile_option_still_measures(rng, monkeypatch):
     monkeypatch.setattr(reductions, "_JAX_CPU_OPTIONS", {"xla_cpu_no_such_option": "1"})
