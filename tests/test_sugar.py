@@ -123,6 +123,27 @@ def test_fast_path_equals_the_portable_op(rng):
             assert np.all(grads[0][(x < -0.5) & (x > -5)] != 0), (name, dtype)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="reads XLA's compiled program")
+def test_jax_inference_compiles_to_the_program_of_relu():
+    """Inference costs what ReLU costs: the compiled forward has the same operations."""
+    import re
+
+    import jax
+
+    def compiled_ops(activation):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64), activation,
+                                  keras.layers.Dense(64), keras.layers.Dense(10)])
+        forward = jax.jit(lambda w, x: model.stateless_call(w, [], x, training=False)[0])
+        weights = [v.value for v in model.trainable_variables]
+        text = forward.lower(weights, np.ones((8, 32), "float32")).compile().as_text()
+        return sorted(re.findall(r"= \S+ ([\w-]+)\(", text))
+
+    relu = compiled_ops(keras.layers.Activation("relu"))
+    assert len(relu) > 5
+    assert compiled_ops(keras_relu.SugarReLU("bsilu")) == relu
+
+
 def test_parameters_change_the_gradient():
     x = np.array([-1.0, 0.0, 1.0], "float32")
     got = grad(lambda v: keras_relu.sugar(v, "bsilu", a=3.0), x)
