@@ -18,12 +18,11 @@ def _reduce(h, axis, acc):
     axes = tuple(i for i in range(len(h.shape)) if i != axis % len(h.shape))
     hmax, hsum = ops.max(h, axis=axes), ops.sum(ops.abs(h), axis=axes)
     per_unit = [h.shape[i] for i in axes]
-    if None not in per_unit and math.prod(per_unit) < 2**24:
-        # A float32 count is exact below 2**24 and far cheaper on XLA:CPU, which
-        # rewrites an int32 sum into a slow reduce-window.
-        zeros = ops.cast(ops.sum(ops.cast(ops.equal(h, 0.0), "float32"), axis=axes), "int32")
-    else:
-        zeros = ops.sum(ops.cast(ops.equal(h, 0.0), "int32"), axis=axes)
+    # A float32 count is exact below 2**24 and far cheaper on XLA:CPU, which
+    # rewrites an int32 sum into a slow reduce-window.
+    exact_in_float = None not in per_unit and math.prod(per_unit) < 2**24
+    count_dtype = "float32" if exact_in_float else "int32"
+    zeros = ops.cast(ops.sum(ops.cast(ops.equal(h, 0.0), count_dtype), axis=axes), "int32")
     return (ops.maximum(acc[0], hmax), acc[1] + hsum, acc[2] + zeros)
 
 
