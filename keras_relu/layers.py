@@ -4,7 +4,7 @@ import keras
 from keras import layers
 
 from keras_relu.sugar import sugar
-from keras_relu.surrogates import SURROGATES, _Names, get_surrogate
+from keras_relu.surrogates import SURROGATES, NameView, get_surrogate
 
 # Keyword arguments that belong to `keras.layers.Layer`, not to a surrogate.
 _LAYER_KWARGS = frozenset(
@@ -67,7 +67,7 @@ _KERAS_ACTIVATIONS = {
     "mish": lambda **kw: layers.Activation("mish", **kw),
 }
 
-ACTIVATIONS = _Names(
+ACTIVATIONS = NameView(
     lambda: (*_KERAS_ACTIVATIONS, *(f"sugar_{name}" for name in SURROGATES))
 )
 

@@ -2,8 +2,7 @@
 
 import keras
 
-from keras_relu.neurons import (_check_probe, _check_probe_given, _ensure_built, _Probe,
-                                _warn_unmonitored, draw_probe)
+from keras_relu.neurons import Probe, draw_probe
 
 
 class DeadNeuronMonitor(keras.callbacks.Callback):
@@ -54,7 +53,7 @@ class DeadNeuronMonitor(keras.callbacks.Callback):
         self.per_layer = per_layer
         self.initial = self.last = None
         self.checks, self.revived_total = [], 0
-        self._compiled = None  # (model, _Probe, converted probe)
+        self._compiled = None  # (model, Probe, converted probe)
 
     def _measure(self):
         _, probe, xs = self._compiled
@@ -63,12 +62,12 @@ class DeadNeuronMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.checks, self.revived_total, self.last = [], 0, None
         if self._compiled is None or self._compiled[0] is not self.model:
-            _check_probe_given(self.probe)
-            _ensure_built(self.model, self.probe)
-            _check_probe(self.model, self.probe)
-            probe = _Probe(self.model)
-            if not probe.names:
-                _warn_unmonitored(self.model)
+            if self.probe is None:
+                raise ValueError(
+                    "DeadNeuronMonitor has no probe data. Keras does not show callbacks "
+                    "the data given to fit(): pass it, e.g. DeadNeuronMonitor(probe=x_train) "
+                    "(at most `max_samples` samples are drawn from it once, with `seed`).")
+            probe = Probe(self.model, self.probe)
             self._compiled = (self.model, probe, probe.convert(self.probe) if probe.names else None)
         self.initial = self.last = self._measure() if self._compiled[1].names else None
 

@@ -41,7 +41,7 @@ import numpy as np
 from keras import layers, ops, tree
 
 from keras_relu.layers import SugarReLU
-from keras_relu.reductions import _RUNS, _run_portable
+from keras_relu.reductions import runner
 
 _ACTIVATION_LAYERS = (SugarReLU, layers.ReLU, layers.LeakyReLU, layers.PReLU,
                       layers.ELU, layers.Activation)
@@ -143,14 +143,6 @@ def _collect(model):
     return found
 
 
-def _check_probe_given(x):
-    if x is None:
-        raise ValueError(
-            "DeadNeuronMonitor has no probe data. Keras does not show callbacks the "
-            "data given to fit(): pass it, e.g. DeadNeuronMonitor(probe=x_train) (at "
-            "most `max_samples` samples are drawn from it once, with `seed`).")
-
-
 def _check_probe(model, x):
     """Raises a clear ValueError when `x` does not fit `model`'s inputs."""
     expected = [tuple(t.shape)[1:] for t in tree.flatten(model.inputs)]
@@ -176,19 +168,33 @@ def draw_probe(x, max_samples=2048, seed=0):
     return tree.pack_sequence_as(x, [a[index] for a in flat])
 
 
-class _Probe:
-    """The compiled probe of one model: `measure(x)` gives `NeuronStats`."""
+class Probe:
+    """The monitored layers of one model, compiled into one multi-output probe model.
 
-    def __init__(self, model):
+    `neuron_stats`, `DeadNeuronMonitor` and `ReDo` all measure through it. Given
+    sample inputs `x`, it first builds an unbuilt Sequential model on them and checks
+    that they fit the model's inputs (a `ValueError` saying what is expected).
+
+    Attributes:
+        names: one name per monitored output (a layer called twice gets one name).
+        layers: the monitored layer of each name.
+        axes, units: the unit axis and the number of units of each output.
+    """
+
+    def __init__(self, model, x=None):
+        if x is not None:
+            _ensure_built(model, x)
+            _check_probe(model, x)
         self.model = model
         found = _collect(model)
-        self.names, by_id = [], {}
+        self.names, by_id, self.layers = [], {}, {}
         for layer, _, _ in found:  # one name per layer; a layer called twice merges
             if id(layer) not in by_id:
                 name, k = layer.name, 1
                 while name in by_id.values():
                     name, k = f"{layer.name}_{k}", k + 1
                 by_id[id(layer)] = name
+                self.layers[name] = layer
             self.names.append(by_id[id(layer)])
         self.axes = [ax % len(t.shape) for _, t, ax in found]
         self.units = [int(t.shape[ax]) for (_, t, _), ax in zip(found, self.axes)]
@@ -196,8 +202,12 @@ class _Probe:
         if found:
             self.probe = keras.Model(model.inputs, [t for _, t, _ in found],
                                      name=f"{model.name}_probe")
-            self.run = _RUNS.get(keras.backend.backend(), _run_portable)(
-                self.probe, self.axes)
+            self.run = runner(self.probe, self.axes, keras.backend.backend())
+        else:
+            warnings.warn(
+                f"Model {model.name!r} has no monitored layer (no activation layer and no "
+                "Dense/Conv layer with a non-linear `activation=`); no neuron figures are "
+                "computed or logged.", stacklevel=3)
 
     def convert(self, x):
         """`x` as backend tensors of the model's input dtypes (floats only)."""
@@ -251,13 +261,6 @@ def _figures(merged, tau):
                        float(zeros / entries), stats)
 
 
-def _warn_unmonitored(model):
-    warnings.warn(
-        f"Model {model.name!r} has no monitored layer (no activation layer and no "
-        "Dense/Conv layer with a non-linear `activation=`); no neuron figures are "
-        "computed or logged.", stacklevel=3)
-
-
 def _ensure_built(model, x):
     if isinstance(model, keras.Sequential) and model._functional is None:
         model(tree.map_structure(lambda a: a[:1], x), training=False)
@@ -288,10 +291,7 @@ def neuron_stats(model, x, batch_size=256, tau=0.1):
         `LayerStats` by layer name (with `dead_units`, the dead unit indices).
     """
     x = draw_probe(x, max_samples=None)
-    _ensure_built(model, x)
-    _check_probe(model, x)
-    probe = _Probe(model)
+    probe = Probe(model, x)
     if not probe.names:
-        _warn_unmonitored(model)
         return _figures({}, tau)
     return probe.measure(probe.convert(x), batch_size=batch_size, tau=tau)

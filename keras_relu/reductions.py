@@ -3,7 +3,7 @@
 Each runner folds a probe set, batch by batch, into (max, sum |h|, zero count)
 per unit, on the device: TensorFlow in a `tf.function`, JAX in one jitted
 `lax.scan`, torch under `no_grad` on a folded view (see `_fold`). The portable
-`keras.ops` version is the reference the tests compare them with.
+`keras.ops` version (`run_portable`) is the reference the tests compare them with.
 """
 
 import functools
@@ -33,7 +33,7 @@ def _batches(xs, batch_size):
 
 
 # Each `run(acc, xs, batch_size)` folds all of `xs`, batch by batch, into `acc`.
-def _run_portable(probe, axes, compile_step=lambda step: step):
+def run_portable(probe, axes, compile_step=lambda step: step):
     def step(acc, x):
         outs = tree.flatten(probe(x, training=False))
         return [_reduce(h, ax, a) for h, ax, a in zip(outs, axes, acc)]
@@ -56,7 +56,7 @@ def _run_tensorflow(probe, axes):
         # "frequent retracing" warning, keyed on the code object, would flag that.
         step._omit_frequent_tracing_warning = True
         return step
-    return _run_portable(probe, axes, compile_step)
+    return run_portable(probe, axes, compile_step)
 
 
 # XLA:CPU hands a convolution whose output the probe also returns to YNNPACK on its
@@ -144,3 +144,9 @@ def _fold(rows, units, width=1024):
 
 
 _RUNS = {"tensorflow": _run_tensorflow, "jax": _run_jax, "torch": _run_torch}
+
+
+def runner(probe, axes, backend):
+    """The `run(acc, xs, batch_size)` of `backend` for `probe`'s outputs reduced over all
+    axes but `axes`; the portable `keras.ops` version for a backend without a fast one."""
+    return _RUNS.get(backend, run_portable)(probe, axes)

@@ -2,9 +2,8 @@
 
 import functools
 
+import keras
 from keras import KerasTensor, backend, ops
-from keras.src.backend import any_symbolic_tensors
-from keras.src.ops.operation import Operation
 
 from keras_relu.surrogates import get_surrogate
 
@@ -67,7 +66,7 @@ def _sugar_torch(x, derivative, params):
 _FAST = {"torch": _sugar_torch}
 
 
-class _Sugar(Operation):
+class _Sugar(keras.Operation):
     """Symbolic form of `sugar`, so it also works on Functional-API tensors."""
 
     def __init__(self, surrogate, params, name=None):
@@ -97,7 +96,7 @@ def sugar(x, surrogate="bsilu", **params):
     """
     spec = get_surrogate(surrogate)
     resolved = spec.resolve(params)
-    if any_symbolic_tensors((x,)):
+    if keras.utils.is_keras_tensor(x):
         return _Sugar(spec.name, resolved).symbolic_call(x)
     return _sugar_op()(ops.convert_to_tensor(x), spec.derivative, resolved)
 

@@ -151,7 +151,7 @@ def get_surrogate(name):
         ) from None
 
 
-class _Names(Sequence):
+class NameView(Sequence):
     """A read-only, live view of names (it follows later registrations)."""
 
     def __init__(self, names_fn):
@@ -170,7 +170,7 @@ class _Names(Sequence):
         return tuple(self) == tuple(other)
 
 
-SURROGATES = _Names(lambda: _REGISTRY.keys())
+SURROGATES = NameView(lambda: _REGISTRY.keys())
 
 register_surrogate("bsilu", _bsilu_grad, _bsilu, {"a": 1.67})
 register_surrogate("nelu", _nelu_grad, _nelu, {"a": 0.05})

@@ -145,11 +145,11 @@ def test_backend_fast_path_matches_portable(rng):
     inp = keras.Input((8, 8, 3))
     conv = keras.layers.Conv2D(6, 3, activation="relu")
     h = keras.layers.Dense(5, activation="gelu")(keras.layers.GlobalAveragePooling2D()(conv(inp)))
-    probe = neurons._Probe(keras.Model(inp, h))
+    probe = neurons.Probe(keras.Model(inp, h))
     _force(conv, [2, 4], alive_bias=0.0)
     xs = probe.convert(rng.normal(size=(70, 8, 8, 3)))  # 70: a last, partial batch
     fast = probe.measure(xs, batch_size=32)
-    probe.run = reductions._run_portable(probe.probe, probe.axes)
+    probe.run = reductions.run_portable(probe.probe, probe.axes)
     slow = probe.measure(xs, batch_size=32)
     assert fast.layers[conv.name].dead_units == (2, 4)
     assert 0.4 < fast.layers[conv.name].zero_fraction < 0.9
@@ -162,7 +162,7 @@ def test_zero_counts_stay_exact_past_float32_range():
     """A batch holds 4097 * 4096 > 2**24 entries of one unit: float32 cannot hold that
     odd zero count, so the cheap float count must give way to an integer one."""
     inp = keras.Input((4096, 1))
-    probe = neurons._Probe(keras.Model(inp, keras.layers.Activation("relu")(inp)))
+    probe = neurons.Probe(keras.Model(inp, keras.layers.Activation("relu")(inp)))
     x = np.zeros((4097, 4096, 1), "float32")
     x[0, :3] = 1.0
     entries = x.size
@@ -177,7 +177,7 @@ def test_an_xla_without_the_probe_compile_option_still_measures(rng, monkeypatch
     monkeypatch.setattr(reductions, "_JAX_CPU_OPTIONS", {"xla_cpu_no_such_option": "1"})
     inp = keras.Input((6,))
     dense = keras.layers.Dense(4, activation="relu")
-    probe = neurons._Probe(keras.Model(inp, dense(inp)))
+    probe = neurons.Probe(keras.Model(inp, dense(inp)))
     _force(dense, [1], alive_bias=0.0)
     stats = probe.measure(probe.convert(rng.normal(size=(40, 6))), batch_size=16)
     assert stats.layers[dense.name].dead_units == (1,)
