@@ -6,7 +6,7 @@ Side by side, alternating, in one process: (a) build + fit, (b) build + fit with
 dead-neuron monitor (what every trial measures), (c) one Optuna trial through the
 shared trial runner with MLflow tracking (SQLite) and pruning. The fastest repetition
 of each is compared, because TensorFlow on a busy 2-core CPU flips between a fast and
-a ~2x slower mode (see DESIGN.md). Target: (c) at most 5% above (b).
+a ~2x slower mode. Target: (c) at most 5% above (b).
 """
 
 import argparse

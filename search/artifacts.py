@@ -1,77 +1,20 @@
-"""MLflow artifacts: each trial's dead-fraction plot; each search's trials CSV and plots.
+"""A search's artifacts on its MLflow parent run: the trials CSV and Optuna's plots.
 
-Engine-agnostic. The trial runner logs `dead_fraction.png` on every child run (in the
-tracker's writer thread, so training does not wait for matplotlib). At the end of a
-search every engine calls `log_search_artifacts(tracker, study)` with an
-Optuna study: the Optuna engine's own, or for any other engine (KerasTuner) one rebuilt
-in memory from its trial records by `study_from_trials`. So every engine's parent run
-gets the same `trials.csv` (`study.trials_dataframe()`) and `search_plots.html`
-(Optuna's optimisation history, parameter importances and parallel coordinate; one
-self-contained page, so plotly.js is stored once per search, not once per plot).
+Engine-agnostic: it takes an Optuna study, the Optuna engine's own or, for KerasTuner,
+one rebuilt in memory from its trials (`search.engines.kerastuner.as_optuna_study`). So
+every engine's parent run gets the same `trials.csv` (`study.trials_dataframe()`) and
+`search_plots.html` (optimisation history, parameter importances and parallel
+coordinate; one self-contained page, so plotly.js is stored once per search).
 """
 
 import html
 import logging
-import os
 import pathlib
 import tempfile
 
-TRIAL_PLOT = "dead_fraction.png"
 TRIALS_CSV = "trials.csv"
 SEARCH_PLOTS = "search_plots.html"
 _log = logging.getLogger("search.artifacts")
-
-
-def log_trial_plot(run, history):
-    """Queue the PNG of dead fraction per layer over epochs for the child `run`."""
-    curves = {k: [float(v) for v in values] for k, values in history.items()
-              if k == "dead_fraction" or k.startswith("dead_fraction/")}
-    if curves:
-        run.tracker.submit(_write_trial_plot, run, curves)
-
-
-def _write_trial_plot(run, curves):
-    try:
-        from keras_relu import plot_neuron_history
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, TRIAL_PLOT)
-            plot_neuron_history(curves, path)
-            run.tracker.client.log_artifact(run.run_id, path)
-    except Exception as err:  # a missing plot must not fail the trial
-        _log.warning("no %s for run %s: %s", TRIAL_PLOT, run.run_id, err)
-
-
-def study_from_trials(records, space, objective="accuracy"):
-    """An in-memory Optuna study holding another engine's trials, for the same artifacts.
-
-    `records`: dicts with `number`, `state` ("complete" | "pruned" | "failed"), `config`,
-    and optionally `val_accuracy`, `dead_fraction`, `run_id`, `reason`.
-    """
-    import optuna
-
-    from search.engines.optuna import OBJECTIVES, distributions
-
-    states = {"complete": optuna.trial.TrialState.COMPLETE,
-              "pruned": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
-    dists = distributions(space)
-    study = optuna.create_study(directions=list(OBJECTIVES[objective]))
-    for record in sorted(records, key=lambda r: r["number"]):
-        config = record["config"]
-        params = {k: v for k, v in config.items() if k in dists}
-        state = states[record["state"]]
-        values = None
-        if state == optuna.trial.TrialState.COMPLETE:
-            values = [record["val_accuracy"]]
-            if objective == "pareto":
-                values.append(record["dead_fraction"])
-        attrs = {k: record.get(k) for k in ("val_accuracy", "dead_fraction", "run_id", "reason")}
-        study.add_trial(optuna.trial.create_trial(
-            state=state, values=values, params=params,
-            distributions={k: dists[k] for k in params},
-            user_attrs={"config": config, "engine_trial": record["number"],
-                        **{k: v for k, v in attrs.items() if v not in (None, "")}}))
-    return study
 
 
 def search_figures(study):

@@ -8,15 +8,18 @@ terminal table, `<scenario>.csv` (+ `<scenario>_runs.csv`, one row per run) and 
 plot `<scenario>.png`, all also logged on the parent run.
 """
 
+import contextlib
 import math
 import pathlib
 import time
 
 import numpy as np
 
-from search import UsageError
+from search import UsageError, runtime
+from search.scenarios import ACTIVATIONS
 
 METRICS = ("test_accuracy", "dead_fraction", "dormant_fraction")
+OUTPUT = "mlruns/compare"  # beside the runs, out of the working tree's way
 
 
 def mean_ci(values, level=0.95):
@@ -95,19 +98,18 @@ def bar_plot(rows, path, title):
     return path
 
 
-def _check(args):
-    from search.scenarios import SCENARIOS, load
+def _check(scenario, activations):
+    from search.scenarios import SCENARIOS
 
     import keras_relu
 
-    if args.scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {args.scenario!r}; valid: {', '.join(SCENARIOS)}")
-    activations = [a.strip() for a in args.activations.split(",") if a.strip()]
+    if scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
     unknown = [a for a in activations if a not in keras_relu.ACTIVATIONS]
     if unknown or not activations:
         raise UsageError(f"unknown activation {', '.join(unknown) or '(none)'}; "
                          f"valid: {', '.join(keras_relu.ACTIVATIONS)}")
-    return SCENARIOS[args.scenario], list(dict.fromkeys(activations)), load
+    return SCENARIOS[scenario], list(dict.fromkeys(activations))
 
 
 class _TestAccuracy:
@@ -127,73 +129,98 @@ class _TestAccuracy:
         self.callback = Evaluate()
 
 
-def run_compare(args, state, out=print):
-    """The `keras-relu compare` command; returns the exit status."""
-    scenario, activations, load = _check(args)
-    import keras
+def run_compare(scenario="digits-deep-mlp", activations=ACTIVATIONS, seeds=5, epochs=None,
+                limit=None, dataset="scenario", output=OUTPUT, tracking_uri=None, backend=None,
+                out=print):
+    """`keras-relu compare`: train each activation on `scenario` for `seeds` seeds; write
+    and log the table, CSVs and plot; returns the summary rows.
 
-    if args.backend and keras.backend.backend() != args.backend:
-        raise UsageError(f"--backend {args.backend}: Keras already runs on {keras.backend.backend()}")
-    data, x_test, y_test = load(scenario, args.dataset, args.limit)
-
-    from search.scenarios import builder
+    `dataset="synthetic"` trains on a random stand-in of the scenario's shape; `limit`
+    caps every split; `output` is the folder for the CSVs and the plot (also logged).
+    """
+    scenario, activations = _check(scenario, list(activations))
+    keras = runtime.import_keras(backend)
+    from search.scenarios import load
     from search.tracking import Tracker, resolve_tracking_uri, ui_command
-    from search.trial import TrialSettings, freeze_long_lived_objects, run_trial
 
-    epochs = args.epochs or scenario.epochs
-    uri = resolve_tracking_uri(args.tracking_uri)
-    tracker = state["tracker"] = Tracker(uri, f"compare-{scenario.name}")
-    params = {"scenario": scenario.name, "activations": activations, "seeds": args.seeds,
-              "epochs": epochs, "batch_size": scenario.batch_size, "limit": args.limit,
-              "dataset": args.dataset, "backend": keras.backend.backend(), **scenario.config}
+    data, x_test, y_test = load(scenario, dataset, limit)
+    epochs = epochs or scenario.epochs
+    uri = resolve_tracking_uri(tracking_uri)
+    tracker = Tracker(uri, f"compare-{scenario.name}")
+    params = {"scenario": scenario.name, "activations": activations, "seeds": seeds,
+              "epochs": epochs, "batch_size": scenario.batch_size, "limit": limit,
+              "dataset": dataset, "backend": keras.backend.backend(), **scenario.config}
     tracker.start_parent(params, tags={"kind": "compare", "scenario": scenario.name})
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tracker.client.update_run(tracker.parent_id, name=f"compare-{scenario.name}-{stamp}")
+    try:
+        with runtime.sigterm_as_interrupt():
+            runs = _train_all(scenario, activations, seeds, epochs, data, (x_test, y_test),
+                              tracker, out)
+            rows = summarise(runs, activations)
+            title = (f"{scenario.name}: {seeds} seeds, {epochs} epochs, "
+                     f"{keras.backend.backend()} (95% CI)")
+            paths = _write_outputs(scenario.name, rows, runs, output, title)
+            _log_outputs(tracker, scenario.name, rows, paths)
+    except BaseException as err:
+        with contextlib.suppress(Exception):
+            tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    tracker.finish_parent("FINISHED")
+    out(f"\n{scenario.name}: test accuracy, dead and dormant fraction over {seeds} seeds "
+        f"(mean ± 95% CI half-width), {epochs} epochs, {keras.backend.backend()}")
+    out(table(rows))
+    out(f"CSV: {paths['csv']}  plot: {paths['png']}")
+    out(f"MLflow runs: {ui_command(uri)}")
+    return rows
+
+
+def _train_all(scenario, activations, seeds, epochs, data, test, tracker, out):
+    """One trial-runner run per (seed, activation), each a child run with its test accuracy."""
+    from search.scenarios import builder
+    from search.trial import TrialSettings, freeze_long_lived_objects, run_trial
+
     build = builder(scenario)
     freeze_long_lived_objects()
     runs, started = [], time.monotonic()
-    for seed in range(args.seeds):
+    for seed in range(seeds):
         for activation in activations:
-            test = _TestAccuracy(x_test, y_test)
+            accuracy = _TestAccuracy(*test)
             settings = TrialSettings(epochs=epochs, batch_size=scenario.batch_size, seed=seed)
             result = run_trial({**scenario.config, "activation": activation}, data, settings,
                                number=0, engine="compare", tracker=tracker,
-                               callbacks=[test.callback], build=build)
-            history = result.history
+                               callbacks=[accuracy.callback], build=build)
             run = {"index": len(runs), "activation": activation, "seed": seed,
-                   "state": result.state,
-                   "test_accuracy": test.value,
-                   "dead_fraction": _last(history, "dead_fraction"),
-                   "dormant_fraction": _last(history, "dormant_fraction"),
+                   "state": result.state, "test_accuracy": accuracy.value,
+                   "dead_fraction": _last(result.history, "dead_fraction"),
+                   "dormant_fraction": _last(result.history, "dormant_fraction"),
                    "run_id": result.run_id}
             runs.append(run)
             tracker.submit(_finish_child, tracker, run)
             out(f"{activation:<12} seed {seed}: {result.state}, test accuracy "
                 f"{_show(run['test_accuracy'])}, dead {_show(run['dead_fraction'])} "
                 f"({time.monotonic() - started:.0f} s)")
-    rows = summarise(runs, activations)
-    text = table(rows)
-    folder = pathlib.Path(args.output)
+    return runs
+
+
+def _write_outputs(name, rows, runs, output, title):
+    folder = pathlib.Path(output)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": folder / f"{scenario.name}.csv", "runs": folder / f"{scenario.name}_runs.csv",
-             "png": folder / f"{scenario.name}.png"}
+    paths = {"csv": folder / f"{name}.csv", "runs": folder / f"{name}_runs.csv",
+             "png": folder / f"{name}.png"}
     write_csv(paths["csv"], rows)
     write_csv(paths["runs"], runs)
-    bar_plot(rows, paths["png"], f"{scenario.name}: {args.seeds} seeds, {epochs} epochs, "
-                                 f"{keras.backend.backend()} (95% CI)")
+    bar_plot(rows, paths["png"], title)
+    return paths
+
+
+def _log_outputs(tracker, name, rows, paths):
     tracker.flush()
     for path in paths.values():
         tracker.client.log_artifact(tracker.parent_id, str(path))
     tracker.log(tracker.parent_id, metrics={f"{k}/{r['activation']}": r[k] for r in rows
                                             for k in (f"{m}_mean" for m in METRICS)})
-    tracker.client.log_text(tracker.parent_id, text + "\n", f"{scenario.name}.txt")
-    tracker.finish_parent("FINISHED")
-    out(f"\n{scenario.name}: test accuracy, dead and dormant fraction over {args.seeds} seeds "
-        f"(mean ± 95% CI half-width), {epochs} epochs, {keras.backend.backend()}")
-    out(text)
-    out(f"CSV: {paths['csv']}  plot: {paths['png']}")
-    out(f"MLflow runs: {ui_command(uri)}")
-    return 0
+    tracker.client.log_text(tracker.parent_id, table(rows) + "\n", f"{name}.txt")
 
 
 def _finish_child(tracker, run):

@@ -44,6 +44,8 @@ class Dataset:
 
 def slug(spec):
     """A short name for a dataset spec, usable as a study name: `npz:a/b.npz` -> `npz-b`."""
+    if spec.startswith("arrays-"):
+        return "arrays"
     return f"npz-{pathlib.Path(spec[4:]).stem}" if spec.startswith("npz:") else spec
 
 
@@ -76,6 +78,49 @@ def load(spec, seed=0, samples=2000, features=20, classes=4, val_fraction=0.2):
     if spec in KERAS_DATASETS:
         return _keras_dataset(spec, seed, val_fraction)
     return _npz(spec, seed, val_fraction)
+
+
+def from_arrays(data, validation_data=None, seed=0, val_fraction=0.2):
+    """The `Dataset` of in-memory arrays: `data=(x_train, y_train)`, and optionally
+    `validation_data=(x_val, y_val)` (else a split by seed). Named by its content."""
+    (x, y), (x_val, y_val) = _pair(data, "data"), _pair(validation_data, "validation_data")
+    return _split(f"arrays-{fingerprint(x, y, x_val, y_val)}", x, y, x_val, y_val, seed,
+                  val_fraction)
+
+
+def save_arrays(data, validation_data, folder):
+    """Write the arrays as `<folder>/<fingerprint>.npz` (for workers in other processes)
+    and return the `npz:PATH` spec that loads them."""
+    (x, y), (x_val, y_val) = _pair(data, "data"), _pair(validation_data, "validation_data")
+    path = pathlib.Path(folder).resolve() / f"arrays-{fingerprint(x, y, x_val, y_val)}.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {} if x_val is None else {"x_val": x_val, "y_val": y_val}
+        np.savez(path, x_train=x, y_train=y, **extra)
+    return f"npz:{path}"
+
+
+def fingerprint(*arrays):
+    """12 hex digits identifying the content of `arrays` (None entries allowed)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for a in arrays:
+        if a is not None:
+            a = np.ascontiguousarray(a)
+            digest.update(f"{a.dtype}{a.shape}".encode())
+            digest.update(a.tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _pair(arrays, what):
+    if arrays is None:
+        return None, None
+    try:
+        x, y = arrays
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a pair of arrays (x, y)") from None
+    return np.asarray(x), np.asarray(y)
 
 
 def _keras_dataset(name, seed, val_fraction):

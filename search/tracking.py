@@ -5,13 +5,17 @@ run stack) and written with `MlflowClient`, so any engine or thread can log a tr
 """
 
 import json
+import logging
 import os
 import pathlib
+import tempfile
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 MLRUNS = "mlruns"
+HISTORY_PLOT = "dead_fraction.png"
+_log = logging.getLogger("search.tracking")
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
@@ -88,6 +92,7 @@ class Tracker:
         else:
             self.experiment_id = experiment.experiment_id
         self.parent_id = None
+        self.child_tags = {}  # tags of every child run, e.g. the worker and its device
         self._writer, self._pending = None, []
 
     def start_parent(self, params, tags):
@@ -98,6 +103,27 @@ class Tracker:
         self.parent_id = run.info.run_id
         self.log(self.parent_id, params=params)
         return self.parent_id
+
+    def adopt_parent(self, run_id):
+        """Log children under the existing run `run_id`; False if this store lacks it."""
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return False
+        try:
+            self.parent_id = self.client.get_run(run_id).info.run_id
+        except MlflowException:  # a worker on another tracking store
+            return False
+        return True
+
+    def close_trial_run(self, number, reason, status="FAILED", state="failed"):
+        """Close the still running child run of trial `number` under the parent run."""
+        query = (f"tags.trial_number = '{number}' and "
+                 f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
+        for run in self.client.search_runs([self.experiment_id], filter_string=query):
+            if run.info.status == "RUNNING":
+                self.log(run.info.run_id, tags={"state": state, "reason": reason})
+                self.client.set_terminated(run.info.run_id, status)
 
     def finish_parent(self, status, best=None, summary=None):
         """Wait for the trials' writes, then close the parent run with the best trial
@@ -151,8 +177,8 @@ class ChildRun:
 
     def __init__(self, tracker, trial_number, engine, params):
         self.tracker = tracker
-        tags = {"mlflow.parentRunId": tracker.parent_id, "engine": engine,
-                "trial_number": str(trial_number), "state": "running"}
+        tags = {**tracker.child_tags, "mlflow.parentRunId": tracker.parent_id,
+                "engine": engine, "trial_number": str(trial_number), "state": "running"}
         self._run_id = tracker.submit(self._create, tags, f"trial-{trial_number}", params)
 
     def _create(self, tags, name, params):
@@ -167,6 +193,24 @@ class ChildRun:
 
     def log_epoch(self, epoch, logs):
         self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=logs, step=epoch))
+
+    def log_history_plot(self, history):
+        """Queue the PNG of the dead fraction per layer over epochs (`HISTORY_PLOT`)."""
+        curves = {k: [float(v) for v in values] for k, values in history.items()
+                  if k == "dead_fraction" or k.startswith("dead_fraction/")}
+        if curves:
+            self.tracker.submit(self._write_history_plot, curves)
+
+    def _write_history_plot(self, curves):
+        try:
+            from keras_relu import plot_neuron_history
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, HISTORY_PLOT)
+                plot_neuron_history(curves, path)
+                self.tracker.client.log_artifact(self.run_id, path)
+        except Exception as err:  # a missing plot must not fail the trial
+            _log.warning("no %s for run %s: %s", HISTORY_PLOT, self.run_id, err)
 
     def finish(self, state, reason=""):
         tags = {"state": state, **({"reason": reason[:5000]} if reason else {})}

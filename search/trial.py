@@ -13,7 +13,6 @@ import math
 import keras
 
 import keras_relu
-from search.artifacts import log_trial_plot
 from search.models import build_model
 
 
@@ -127,7 +126,7 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
         keras.utils.clear_session(free_memory=True)  # includes gc.collect()
     history = recorder.history
     if run:
-        log_trial_plot(run, history)
+        run.log_history_plot(history)
         run.finish(state, reason)
     return TrialResult(state, _last(history, "val_accuracy"), _last(history, "dead_fraction"),
                        history, reason, run.run_id if run else None)

@@ -41,9 +41,9 @@ def test_compare_default_scenario_csv_mlflow_and_ci(workdir, capsys):
     out = capsys.readouterr().out
     assert "relu" in out and "sugar_bsilu" in out and "±" in out and "keras-relu ui" in out
 
-    with open(workdir / "compare_results" / "digits-deep-mlp_runs.csv") as handle:
+    with open(workdir / "mlruns" / "compare" / "digits-deep-mlp_runs.csv") as handle:
         runs = list(csv.DictReader(handle))
-    with open(workdir / "compare_results" / "digits-deep-mlp.csv") as handle:
+    with open(workdir / "mlruns" / "compare" / "digits-deep-mlp.csv") as handle:
         rows = {r["activation"]: r for r in csv.DictReader(handle)}
     assert len(runs) == 4 and set(rows) == {"relu", "sugar_bsilu"}
     for activation, row in rows.items():

@@ -115,7 +115,7 @@ def test_mixed_precision_policies(policy):
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_fit_learns(jit_compile):
     if jit_compile and BACKEND == "torch":
-        pytest.skip("jit_compile on torch has an open Keras bug (DESIGN.md); torch stays eager")
+        pytest.skip("jit_compile on torch has an open Keras bug; torch stays eager")
     x, y = _data(256)
     model = _mlp("sugar_bsilu", width=32)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",

@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 import search.space
-from search import cli
+from search import names
 from search.cli import main
 from search.engines import kerastuner as kte
 from search.space import Choice, Float, Int, Space, default_space
@@ -124,7 +124,7 @@ def test_space_translation_is_mechanical():
     config = kte.config_of(default_space(), values)
     assert "clip_threshold" not in config and config["warmup_fraction"] == 0.1
     assert config["batch_norm"] is True
-    assert set(cli.TUNERS) == set(kte.TUNERS)
+    assert set(names.TUNERS) == set(kte.TUNERS)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -5,9 +5,11 @@ import socket
 import optuna
 from mlflow import MlflowClient
 
-from search.artifacts import SEARCH_PLOTS, TRIAL_PLOT, TRIALS_CSV, study_from_trials
+from search.artifacts import SEARCH_PLOTS, TRIALS_CSV
+from search.engines import kerastuner as kte
 from search.cli import main
 from search.space import default_space
+from search.tracking import HISTORY_PLOT as TRIAL_PLOT
 from search.tracking import default_tracking_uri
 
 
@@ -49,26 +51,30 @@ def test_search_runs_carry_the_plots_and_the_trials_csv(workdir):
     assert open(child, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_any_engine_gets_the_same_csv_through_study_from_trials():
+def test_kerastuner_trials_give_the_same_csv_as_optuna():
     space = default_space().with_cli(["depth=2", "width=32"])
     config = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
               "dropout": 0.1, "clipping": "none", "schedule": "constant",
               "learning_rate": 1e-3, "optimizer": "adam", "depth": 2, "width": 32}
+    done, failed = kte.State.COMPLETE, kte.State.FAIL
     records = [
-        {"number": 0, "state": "complete", "config": config, "val_accuracy": 0.9,
-         "dead_fraction": 0.1, "run_id": "abc"},
-        {"number": 1, "state": "failed", "config": {**config, "activation": "elu"},
-         "reason": "loss became nan"},
-        {"number": 2, "state": "complete", "config": {**config, "dropout": 0.3},
-         "val_accuracy": 0.8, "dead_fraction": 0.0},
+        kte.TrialRecord(0, done, {"config": config, "val_accuracy": 0.9,
+                                  "dead_fraction": 0.1, "run_id": "abc"}),
+        kte.TrialRecord(1, failed, {"config": {**config, "activation": "elu"},
+                                    "reason": "loss became nan"}),
+        kte.TrialRecord(2, done, {"config": {**config, "dropout": 0.3},
+                                  "val_accuracy": 0.8, "dead_fraction": 0.0}),
     ]
-    study = study_from_trials(records, space)
+
+    class Study:  # what as_optuna_study reads of a KerasTuner study
+        trials = records
+
+    Study.space = space
+    study = kte.as_optuna_study(Study())
     frame = study.trials_dataframe()
     assert list(frame["number"]) == [0, 1, 2]
     assert list(frame["state"]) == ["COMPLETE", "FAIL", "COMPLETE"]
     assert list(frame["params_activation"]) == ["relu", "elu", "relu"]
     assert frame["value"].iloc[0] == 0.9 and frame["user_attrs_run_id"].iloc[0] == "abc"
     assert study.best_trial.number == 0
-    pareto = study_from_trials(records, space, "pareto")
-    assert [len(t.values) for t in pareto.trials if t.values] == [2, 2]
-    assert pareto.trials[1].state == optuna.trial.TrialState.FAIL
+    assert "params_depth" not in frame  # fixed: not a searched parameter

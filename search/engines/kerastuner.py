@@ -5,16 +5,16 @@ KerasTuner's own RandomSearch, BayesianOptimization and Hyperband with `run_tria
 replaced: the trial's values become a config and `search.trial.run_trial` builds, fits
 (DeadNeuronMonitor in place) and logs it; the oracle gets val_accuracy back. The project
 directory (`mlruns/keras_tuner/<study>`) holds the oracle's state, so the same study name
-resumes it. Hyperband's later rounds retrain their configuration from scratch for
+resumes it; `worker.json` in it holds what a worker needs to join (settings, space,
+parent run). Hyperband's later rounds retrain their configuration from scratch for
 `tuner/epochs` epochs (the trial runner does not resume weights); the child run of every
 trial is tagged with its `trial_id`, the tuner and Hyperband's `tuner/*` values.
 """
 
 import contextlib
-import dataclasses
-import enum
 import io
 import json
+import os
 import pathlib
 import sys
 import time
@@ -22,155 +22,16 @@ import time
 import keras_tuner
 
 from search import UsageError
-from search.space import Choice, Fixed, Float, Int
+from search.engines.kt_tuners import (ENGINE, TUNERS, Job, State, TrialRecord, config_of,
+                                      hyperparameters, record)
 from search.tracking import MLRUNS
 
-ENGINE = "kerastuner"
+__all__ = ["ENGINE", "TUNERS", "State", "TrialRecord", "config_of", "hyperparameters", "open_search",
+           "optimize", "best_trials"]
+JOB_FILE = "worker.json"
 OBJECTIVE = keras_tuner.Objective("val_accuracy", direction="max")
 PROJECTS = pathlib.Path(MLRUNS) / "keras_tuner"  # under the working directory
 STUDY_FILE = "study.json"  # what the project was made for: tuner, dataset, epochs
-
-
-def hyperparameters(space):
-    """`keras_tuner.HyperParameters` declaring every dimension of `space`, in order;
-    a conditional dimension gets KerasTuner's `parent_name`/`parent_values`."""
-    hp = keras_tuner.HyperParameters()
-    for dim in space:
-        when = {} if dim.when is None else {"parent_name": dim.when[0],
-                                            "parent_values": list(dim.when[1])}
-        if isinstance(dim, Fixed):
-            hp.Fixed(dim.name, dim.value, **when)
-        elif isinstance(dim, Choice) and all(isinstance(v, bool) for v in dim.values):
-            hp.Boolean(dim.name, **when)  # hp.Choice would turn False/True into 0/1
-        elif isinstance(dim, Choice):
-            hp.Choice(dim.name, list(dim.values), **when)
-        elif isinstance(dim, (Float, Int)):
-            kind = hp.Float if isinstance(dim, Float) else hp.Int
-            kind(dim.name, dim.low, dim.high, sampling="log" if dim.log else "linear", **when)
-        else:
-            raise TypeError(f"no KerasTuner translation for {type(dim).__name__}")
-    return hp
-
-
-def config_of(space, values):
-    """The config of a trial's `values`: each active dimension in declaration order."""
-    config = {}
-    for dim in space:
-        if dim.active(config):
-            config[dim.name] = values[dim.name]
-    return config
-
-
-class State(enum.Enum):  # named like Optuna's TrialState, valued like KerasTuner's
-    COMPLETE = "COMPLETED"
-    FAIL = "FAILED"
-
-
-@dataclasses.dataclass
-class TrialRecord:
-    """An ended KerasTuner trial as `search.report` reads trials: number, state, user_attrs
-    (config, val_accuracy, dead_fraction, reason, run_id)."""
-
-    number: int
-    state: State
-    user_attrs: dict
-
-    def as_dict(self):
-        """The record as `search.artifacts.study_from_trials` takes it."""
-        state = "complete" if self.state is State.COMPLETE else "failed"
-        return {"number": self.number, "state": state, **self.user_attrs}
-
-
-def record(space, trial, run_id=None):
-    """The `TrialRecord` of an ended KerasTuner trial (None if it has not ended)."""
-    if trial.status not in {s.value for s in State}:
-        return None
-    attrs = {"config": config_of(space, trial.hyperparameters.values)}
-    for key in ("val_accuracy", "dead_fraction"):
-        if trial.metrics.exists(key):
-            attrs[key] = trial.metrics.get_last_value(key)
-    if trial.message:  # a traceback; its last line ends with the reason
-        attrs["reason"] = trial.message.strip().splitlines()[-1].partition(": ")[2]
-    if run_id:
-        attrs["run_id"] = run_id
-    return TrialRecord(int(trial.trial_id), State(trial.status), attrs)
-
-
-class _TaggedTracker:
-    """The search's tracker, adding one trial's tags to the child run it starts."""
-
-    def __init__(self, tracker, tags):
-        self._tracker, self._tags = tracker, tags
-
-    def start_child(self, trial_number, engine, params):
-        run = self._tracker.start_child(trial_number, engine, params)
-        self._tracker.submit(lambda: self._tracker.log(run.run_id, tags=self._tags))
-        return run
-
-
-@dataclasses.dataclass
-class _Job:
-    """What `optimize` hands the tuner for its trials."""
-
-    study: "Study"
-    data: object
-    settings: object
-    tracker: object
-    deadline: float | None
-    callbacks: tuple
-    run_ids: dict = dataclasses.field(default_factory=dict)  # trial_id -> MLflow run
-
-
-class _SharedTrialRunner:
-    """Mixed into a KerasTuner tuner: trials run through `search.trial.run_trial`."""
-
-    job = None  # set by `optimize`
-
-    def pre_create_trial(self):
-        if self.job.deadline is not None and time.monotonic() > self.job.deadline:
-            self.oracle.max_trials = len(self.oracle.trials)  # the oracle then stops
-
-    def run_trial(self, trial, *args, **kwargs):
-        from search.trial import run_trial
-
-        job, values = self.job, trial.hyperparameters.values
-        hyperband = {k: v for k, v in values.items() if k.startswith("tuner/")}
-        settings = job.settings
-        if "tuner/epochs" in hyperband:
-            settings = dataclasses.replace(settings, epochs=int(hyperband["tuner/epochs"]))
-        tags = {"tuner": job.study.tuner_name, "trial_id": trial.trial_id, **hyperband}
-        tracker = _TaggedTracker(job.tracker, tags) if job.tracker else None
-        try:
-            result = run_trial(config_of(job.study.space, values), job.data, settings,
-                               number=int(trial.trial_id), engine=ENGINE, tracker=tracker)
-        except Exception as err:  # a bug, not a bad configuration: stop the search
-            raise keras_tuner.errors.FatalError(f"{type(err).__name__}: {err}") from err
-        job.run_ids[trial.trial_id] = result.run_id
-        if result.state == "failed":
-            raise keras_tuner.errors.FailedTrialError(result.reason)
-        return {k: getattr(result, k) for k in ("val_accuracy", "dead_fraction")
-                if getattr(result, k) is not None}
-
-    def on_trial_end(self, trial):
-        super().on_trial_end(trial)
-        done = self.job.study.record(self.oracle.get_trial(trial.trial_id))
-        for callback in self.job.callbacks if done else ():
-            callback(self.job.study, done)
-
-
-class RandomSearch(_SharedTrialRunner, keras_tuner.RandomSearch):
-    """KerasTuner's RandomSearch over the shared trial runner."""
-
-
-class BayesianOptimization(_SharedTrialRunner, keras_tuner.BayesianOptimization):
-    """KerasTuner's BayesianOptimization over the shared trial runner."""
-
-
-class Hyperband(_SharedTrialRunner, keras_tuner.Hyperband):
-    """KerasTuner's Hyperband (factor 3, at most --epochs per trial) over the trial runner."""
-
-
-TUNERS = {"random": RandomSearch, "bayesian": BayesianOptimization, "hyperband": Hyperband}
 
 
 class Study:
@@ -197,6 +58,44 @@ class Study:
 
 def project_dir(study_name):
     return (pathlib.Path.cwd() / PROJECTS / study_name).resolve()
+
+
+def open_search(settings, study_name, space, dataset):
+    """The tuner of one search: tuner, epochs (Hyperband's budget), seed from `settings`."""
+    return open_study(settings.chosen_tuner, study_name, space, dataset, settings.epochs,
+                      settings.seed, settings.overwrite)
+
+
+def describe(settings, study):
+    """Where the study lives and the engine's own choices."""
+    return str(study.directory), {"tuner": study.tuner_name}
+
+
+def store_job(study, job):
+    """Keep what a worker needs (see `search.parallel.worker`) in the project folder."""
+    (study.directory / JOB_FILE).write_text(json.dumps(job))
+
+
+def join_study(study_name, storage_url=None):
+    """(study, job) for a chief or worker process (KERASTUNER_TUNER_ID) of `study_name`."""
+    folder = project_dir(study_name)
+    try:
+        job = json.loads((folder / JOB_FILE).read_text())
+    except OSError:
+        raise UsageError(f"no {JOB_FILE} in {folder}: start the study with "
+                         "`keras-relu search --engine kerastuner --workers N`") from None
+    from search.space import Space
+
+    settings = job["settings"]
+    study = open_study(settings["tuner"] or "random", study_name,
+                       Space.from_dict(job["space"]), settings["dataset"], settings["epochs"],
+                       settings["seed"])
+    return study, job
+
+
+def finished_trials(study):
+    """Every ended trial of the project, this invocation's and earlier ones."""
+    return study.trials
 
 
 def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite=False):
@@ -245,16 +144,18 @@ def _check_resumable(study_name, folder, made_for):
 
 
 def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=None,
-             callbacks=()):
+             callbacks=(), worker=None):
     """Run `n_trials` more trials (or until `timeout`) through the shared trial runner;
     each callback is called as `callback(study, TrialRecord)` after every trial.
-    (`space` is the study's: the signature is the Optuna engine's.)"""
+    (`space` is the study's and KERASTUNER_TUNER_ID names a worker: the signature is
+    the Optuna engine's.)"""
     from search.trial import freeze_long_lived_objects
 
     tuner = study.tuner
     deadline = time.monotonic() + timeout if timeout else None
-    tuner.job = _Job(study, data, settings, tracker, deadline, tuple(callbacks))
-    tuner.oracle.max_trials = len(tuner.oracle.trials) + n_trials if n_trials else None
+    tuner.job = Job(study, data, settings, tracker, deadline, tuple(callbacks))
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # the oracle's owner
+        tuner.oracle.max_trials = len(tuner.oracle.trials) + n_trials if n_trials else None
     freeze_long_lived_objects()
     tuner.search(verbose=0)
 
@@ -267,6 +168,21 @@ def best_trials(study, limit=5):
 
 def as_optuna_study(study):
     """The trials in an in-memory Optuna study, for `search.artifacts`' CSV and plots."""
-    from search.artifacts import study_from_trials
+    import optuna
 
-    return study_from_trials([r.as_dict() for r in study.trials], study.space)
+    from search.engines.optuna import distributions
+
+    states = {State.COMPLETE: optuna.trial.TrialState.COMPLETE,
+              State.FAIL: optuna.trial.TrialState.FAIL}
+    dists = distributions(study.space)
+    converted = optuna.create_study(direction="maximize")
+    for ended in study.trials:
+        attrs = ended.user_attrs
+        params = {k: v for k, v in attrs["config"].items() if k in dists}
+        complete = ended.state is State.COMPLETE
+        converted.add_trial(optuna.trial.create_trial(
+            state=states[ended.state], values=[attrs["val_accuracy"]] if complete else None,
+            params=params, distributions={k: dists[k] for k in params},
+            user_attrs={**{k: v for k, v in attrs.items() if v not in (None, "")},
+                        "engine_trial": ended.number}))
+    return converted

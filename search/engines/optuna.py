@@ -2,20 +2,24 @@
 
 Single objective: maximise validation accuracy. Multi-objective ("pareto"): maximise
 accuracy and minimise the dead fraction; Optuna cannot prune those, so no pruner.
+What a worker needs to join (settings, space, parent run) is the study's `search`
+user attribute.
 """
 
+import os
 import pathlib
 import warnings
 
 import optuna
 
 from search import UsageError
+from search.names import DEFAULT_STORAGE, PRUNERS
 from search.space import Choice, Fixed, Float, Int
+from search.tracking import mask_url
 
 ENGINE = "optuna"
 OBJECTIVES = {"accuracy": ("maximize",), "pareto": ("maximize", "minimize")}
-PRUNERS = ("median", "hyperband", "none")
-DEFAULT_STORAGE = "mlruns/optuna.journal"
+JOB_ATTR = "search"  # the study user attribute holding a worker's job
 HEARTBEAT = {"heartbeat_interval": 3, "grace_period": 10}  # seconds; RDB storages only
 MAX_RETRY = 3  # a trial whose worker died is retried at most this often
 
@@ -74,8 +78,6 @@ def open_storage(url=None):
                 _driver(target), engine_kwargs={"connect_args": connect_args},
                 heartbeat_stale_trial_callback=retry_callback(), **HEARTBEAT)
     except Exception as err:
-        from search.tracking import mask_url
-
         cause = getattr(err, "orig", None) or err
         lines = str(cause).strip().splitlines()
         raise UsageError(
@@ -125,6 +127,51 @@ def make_pruner(name, epochs):
     raise UsageError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
 
 
+def open_search(settings, study_name, space, dataset):
+    """The study of one search: storage, objective, seed and pruner from `settings`."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(settings.storage)
+    return open_study(study_name, storage, settings.objective, space, dataset, settings.seed,
+                      make_pruner(settings.chosen_pruner, settings.epochs))
+
+
+def describe(settings, study):
+    """Where the study lives (password masked) and the engine's own choices."""
+    return mask_url(settings.storage_url), {"pruner": settings.chosen_pruner}
+
+
+def store_job(study, job):
+    """Keep what a worker needs (see `search.parallel.worker`) in the study itself."""
+    study.set_user_attr(JOB_ATTR, job)
+
+
+def join_study(study_name, storage_url):
+    """(study, job) for a worker joining `study_name`: its own sampler seed, the pruner."""
+    storage = open_storage(storage_url)
+    try:
+        job = optuna.load_study(study_name=study_name, storage=storage).user_attrs[JOB_ATTR]
+    except KeyError:
+        raise UsageError(f"no study {study_name!r} made by `keras-relu search` in "
+                         f"{mask_url(storage_url)}") from None
+    settings = job["settings"]
+    multi = settings["objective"] == "pareto"
+    study = optuna.load_study(
+        study_name=study_name, storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=settings["seed"] + os.getpid()),
+        pruner=optuna.pruners.NopPruner() if multi else
+        make_pruner(settings.get("pruner") or "median", settings["epochs"]))
+    return study, job
+
+
+def finished_trials(study):
+    """Every finished trial of the study, this invocation's and earlier ones."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+
+def as_optuna_study(study):
+    return study
+
+
 def open_study(name, storage, objective, space, dataset, seed=0, pruner=None):
     """Create or resume study `name`; refuse one made for another objective, data or space."""
     directions = OBJECTIVES[objective]
@@ -172,7 +219,7 @@ def _check_resumable(study, directions, space, dataset):
 def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=None,
              callbacks=(), worker=None):
     """Run trials through the shared trial runner until `n_trials` or `timeout`;
-    `worker` names this process in each trial's user attributes (see search.workers)."""
+    `worker` names this process in each trial's user attributes (see search.parallel)."""
     from optuna_integration import KerasPruningCallback
 
     from search.trial import freeze_long_lived_objects, run_trial

@@ -1,0 +1,144 @@
+"""Several worker processes on one Optuna study: launch, pin, watch, recover.
+
+`search.run(workers=N)` creates the study and the MLflow parent run, stores the job in the
+study (settings, space, parent run), then starts N `keras-relu worker` processes that
+share the storage (a journal file locally, PostgreSQL/MySQL across machines). `trials` is
+split into per-worker quotas, so the invocation runs exactly that many. A worker killed
+mid-trial: on an RDB storage Optuna's heartbeat fails its trial and the retry callback
+re-queues it; the journal storage has no heartbeat, so the launcher does the same when
+`waitpid` reports the death. Either way the launcher closes the trial's MLflow run as
+FAILED and starts a replacement worker for the rest of the quota. The storage URL and the
+tracking URI reach workers through the environment (never argv, which `ps` shows).
+"""
+
+import os
+import socket
+import sys
+import time
+
+from search import runtime
+from search.names import STORAGE_ENV
+
+RESPAWNS = 3  # replacement workers per slot before the search gives up
+
+
+class Launcher:
+    """The local worker processes of one search on an Optuna study."""
+
+    def __init__(self, study, settings, tracker):
+        self.study, self.settings, self.tracker = study, settings, tracker
+        self.rdb = "://" in settings.storage_url
+        self.devices = runtime.parse_devices(settings.devices)
+        self.workers = settings.worker_count
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        self.env = {**runtime.worker_env(self.workers, backend, tracker.uri),
+                    STORAGE_ENV: settings.storage_url}
+        self.procs = {}  # slot -> (Popen, worker id, quota)
+        self.respawns = {}
+        self.ids = set()  # every worker id started
+
+    def _start(self, slot, quota):
+        args = ["--study-name", self.study.study_name, "--trials", str(quota),
+                "--parent-run-id", self.tracker.parent_id]
+        if self.settings.timeout:
+            args += ["--timeout", str(self.settings.timeout)]
+        device = self.devices[slot % len(self.devices)] if self.devices else None
+        proc = runtime.spawn(runtime.worker_command(*args), self.env, device)
+        self.procs[slot] = (proc, f"{socket.gethostname()}:{proc.pid}", quota)
+        self.ids.add(self.procs[slot][1])
+
+    def run(self, on_trial):
+        """Start the workers, report this invocation's finished trials, recover from
+        deaths; until all have exited."""
+        share, extra = divmod(self.settings.trials, self.workers)
+        for slot in range(self.workers):
+            if share + (slot < extra):
+                self._start(slot, share + (slot < extra))
+        seen = set()
+        try:
+            while self.procs:
+                time.sleep(0.5)
+                for slot, (proc, wid, quota) in list(self.procs.items()):
+                    if proc.poll() is not None:
+                        del self.procs[slot]
+                        self._ended(slot, proc.returncode, wid, quota)
+                for trial in self.study.get_trials(deepcopy=False):
+                    if (trial.state.is_finished() and trial.number not in seen
+                            and trial.user_attrs.get("worker") in self.ids):
+                        seen.add(trial.number)
+                        on_trial(self.study, trial)
+        except BaseException as err:  # interrupted, or a worker failed: stop the others
+            runtime.stop([proc for proc, _, _ in self.procs.values()])
+            self._close_leftovers("interrupted by the user" if isinstance(err, KeyboardInterrupt)
+                                  else f"search stopped: {err}")
+            raise
+
+    def _ended(self, slot, code, wid, quota):
+        import signal
+
+        if code == 0:
+            return
+        if code == 130 or code == -signal.SIGINT:
+            raise KeyboardInterrupt
+        if code > 0 or self.respawns.get(slot, 0) >= RESPAWNS:
+            raise RuntimeError(f"worker {wid} failed ({runtime.describe_exit(code)})")
+        self.respawns[slot] = self.respawns.get(slot, 0) + 1
+        reason = f"worker {wid} died ({runtime.describe_exit(code)})"
+        print(f"keras-relu: {reason}; its trial is retried", file=sys.stderr)
+        done = self._recover(wid, reason)
+        if quota - done > 0:
+            self._start(slot, quota - done)
+
+    def _recover(self, wid, reason):
+        """Fail and re-queue the dead worker's running trial; its trials finished before."""
+        import optuna
+
+        from search.engines.optuna import retry_callback
+
+        storage, state = self.study._storage, optuna.trial.TrialState
+        done = 0
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.user_attrs.get("worker") != wid:
+                continue
+            if trial.state != state.RUNNING:
+                done += trial.state.is_finished()
+                continue
+            storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+            self.tracker.close_trial_run(trial.number, reason)
+            if self.rdb:  # Optuna's heartbeat fails and retries it after the grace period
+                self._await_heartbeat(trial._trial_id)
+                continue
+            try:
+                storage.set_trial_state_values(trial._trial_id, state.FAIL)
+            except RuntimeError:  # UpdateFinishedTrialError: it ended after all
+                continue
+            retry_callback()(self.study, storage.get_trial(trial._trial_id))
+        return done
+
+    def _await_heartbeat(self, trial_id):
+        """Until Optuna's heartbeat check fails (and re-queues) the dead worker's trial, so
+        that the replacement worker picks up the retry rather than a fresh trial."""
+        import optuna
+
+        while self.study._storage.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
+            optuna.storages.fail_stale_trials(self.study)
+            time.sleep(1)
+
+    def _close_leftovers(self, reason):
+        """After a stop: a trial still RUNNING is failed, and any run of a trial that ended
+        FAIL or stayed RUNNING (interrupted before its runner could close it) is KILLED."""
+        import optuna
+
+        state = optuna.trial.TrialState
+        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING, state.FAIL)):
+            if trial.user_attrs.get("worker") not in self.ids:
+                continue
+            if trial.state == state.RUNNING:
+                self.study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+                self.study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
+            self.tracker.close_trial_run(trial.number, reason, "KILLED", "interrupted")
+
+
+def launch(study, settings, tracker, on_trial):
+    """Run `settings.trials` trials of `study` in `settings.worker_count` local workers."""
+    Launcher(study, settings, tracker).run(on_trial)

@@ -1,0 +1,82 @@
+"""`keras-relu worker`: one start-up for a worker of either engine.
+
+A worker joins a study that `search.run` created: the engine gives back the job stored
+with the study (settings, space, parent run), the worker loads the data, opens MLflow
+and runs trials through the engine's `optimize`, like the launching process would.
+"""
+
+import os
+import socket
+
+from search import UsageError, runtime
+from search.names import STORAGE_ENV
+
+
+def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=None,
+               tracking_uri=None, parent_run_id=None, backend=None, worker_id=None):
+    """Join `study_name` and run `trials` of its trials (a KerasTuner worker runs until
+    its chief has none left); child runs go under the search's parent run."""
+    from search import engines
+
+    with runtime.sigterm_as_interrupt():
+        url = _storage_url(engine, storage)
+        keras = runtime.import_keras(backend)
+        runtime.apply_threads()
+        module = engines.load(engine)
+        study, job = module.join_study(study_name, url)
+        if job["settings"].get("backend") not in (None, keras.backend.backend()):
+            print(f"keras-relu worker: note: the study was started on "
+                  f"{job['settings']['backend']}, this worker runs {keras.backend.backend()}",
+                  flush=True)
+        chief = os.environ.get("KERASTUNER_TUNER_ID") == "chief"
+        if chief:  # KerasTuner's oracle: serves trials, runs none
+            module.optimize(study, None, None, None, n_trials=trials)
+            return
+        _work(module, study, job, study_name, trials, timeout, tracking_uri,
+              parent_run_id or job.get("parent_run_id"),
+              worker_id or f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _storage_url(engine, storage):
+    if engine == "kerastuner":
+        if "KERASTUNER_TUNER_ID" not in os.environ:
+            raise UsageError("--engine kerastuner: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
+                             "and KERASTUNER_ORACLE_PORT")
+        return None
+    url = storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        raise UsageError(f"--storage is required (or ${STORAGE_ENV})")
+    return url
+
+
+def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent, wid):
+    import keras
+
+    from search import data as datasets
+    from search.settings import SearchSettings
+    from search.space import Space
+    from search.tracking import Tracker, resolve_tracking_uri
+
+    settings = SearchSettings.from_dict(job["settings"])
+    data = datasets.load(settings.dataset, settings.seed, settings.samples, settings.features,
+                         settings.classes)
+    tracker = Tracker(resolve_tracking_uri(tracking_uri or settings.tracking_uri), study_name)
+    tracker.child_tags = {"worker": wid, **({"device": os.environ["CUDA_VISIBLE_DEVICES"]}
+                                            if "CUDA_VISIBLE_DEVICES" in os.environ else {})}
+    own_parent = not tracker.adopt_parent(parent)
+    if own_parent:  # another tracking store than the search's: this worker's own parent
+        tracker.start_parent({"engine": settings.engine}, {"engine": settings.engine,
+                                                           "study_name": study_name,
+                                                           "kind": "worker"})
+    if settings.mixed_precision:
+        keras.mixed_precision.set_global_policy(runtime.mixed_policy())
+    try:
+        module.optimize(study, Space.from_dict(job["space"]), data, settings.trial_settings(),
+                        tracker, n_trials=trials, timeout=timeout, worker=wid)
+        tracker.flush()
+    except BaseException as err:
+        if own_parent:
+            tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    if own_parent:
+        tracker.finish_parent("FINISHED")

@@ -1,0 +1,177 @@
+"""Process-level helpers shared by the search, its launchers and its workers.
+
+Quiet imports of native libraries, the mixed-precision policy, CPU thread limits, device
+lists, SIGTERM handling, and starting and stopping worker processes. Written once, used
+by both launchers (`search.parallel.optuna`, `search.parallel.kerastuner`).
+"""
+
+import contextlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+
+from search import UsageError
+
+THREADS_ENV = "KERAS_RELU_THREADS"
+ROOT = str(pathlib.Path(__file__).resolve().parent.parent)  # holds the `search` package
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Hide what native libraries print on stderr while importing (TensorFlow's INFO
+    lines); on an error, show it after all."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_keras(backend=None):
+    """Keras on `backend` (set before the first import), imported quietly."""
+    if backend:
+        os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_native_logs():
+        import keras
+    if backend and keras.backend.backend() != backend:
+        raise UsageError(f"backend {backend}: Keras already runs on {keras.backend.backend()}")
+    return keras
+
+
+def mixed_policy():
+    """`mixed_float16` on a GPU, else `mixed_bfloat16` (what CPUs compute fast)."""
+    import keras
+
+    try:
+        has_gpu = any("gpu" in d.lower() or "cuda" in d.lower()
+                      for d in keras.distribution.list_devices())
+    except Exception:
+        has_gpu = False
+    return "mixed_float16" if has_gpu else "mixed_bfloat16"
+
+
+def parse_devices(text):
+    """`"0,1"` -> `["0", "1"]`: blanks and empty entries dropped, order kept."""
+    return [d.strip() for d in (text or "").split(",") if d.strip()]
+
+
+def worker_count(workers, devices):
+    """Worker processes: as asked, else one per device, else one."""
+    return workers or len(parse_devices(devices)) or 1
+
+
+def thread_env(threads, backend):
+    """Environment limiting a worker to `threads` CPU threads, read when the backend starts."""
+    n = str(threads)
+    env = {THREADS_ENV: n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+           "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
+    if backend == "jax" and threads == 1:
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                            " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    return env
+
+
+def apply_threads():
+    """In a worker, after importing Keras and before any op: the backend's own thread knobs."""
+    import keras
+
+    threads = int(os.environ.get(THREADS_ENV, "0"))
+    if threads <= 0:
+        return
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        with contextlib.suppress(RuntimeError):  # already initialised: the env vars held
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def worker_env(workers, backend, tracking_uri):
+    """The environment of a local worker process: this one's, with its share of the cores,
+    the backend, the tracking URI (never in argv: `ps` shows argv) and this package."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, **thread_env(threads, backend), "KERAS_BACKEND": backend,
+            "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path}
+
+
+def worker_command(*args):
+    """The command line of `keras-relu worker ARGS` in this Python."""
+    return [sys.executable, "-m", "search.cli", "worker", *args]
+
+
+def spawn(cmd, env, device=None, quiet_stdout=False, quiet_stderr=False):
+    """Start a worker in its own session (a Ctrl-C in the terminal reaches only the
+    launcher, which stops the workers itself); `device` pins it to one GPU."""
+    if device is not None:
+        env = {**env, "CUDA_VISIBLE_DEVICES": device}
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                            stdout=subprocess.DEVNULL if quiet_stdout else None,
+                            stderr=subprocess.DEVNULL if quiet_stderr else None)
+
+
+def stop(procs, grace=60):
+    """SIGINT every running process (each fails its trial and closes its run), wait up to
+    `grace` seconds, then SIGKILL what is left."""
+    import time
+
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def describe_exit(code):
+    """`exit status 1`, or `killed by SIGKILL` for a negative Popen return code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt inside the block, so it stops like Ctrl-C (in the
+    main thread; elsewhere Python allows no signal handler and nothing changes)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

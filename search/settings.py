@@ -1,0 +1,144 @@
+"""`SearchSettings`: everything one search invocation is run with, checked once.
+
+The same object travels to the workers: `to_dict()` is stored with the study (Optuna's
+study user attribute, KerasTuner's project folder) and `from_dict()` rebuilds it in
+`keras-relu worker`, on this machine or another.
+"""
+
+import dataclasses
+import math
+
+from search import UsageError
+from search.names import (BACKENDS, DEFAULT_STORAGE, ENGINES, OBJECTIVES, PRUNERS,
+                          TUNERS)
+
+
+@dataclasses.dataclass
+class SearchSettings:
+    """One search. Defaults are those of `keras-relu search`.
+
+    Attributes:
+        dataset: `digits`, `synthetic`, `mnist`, `fashion_mnist`, `cifar10`, `npz:PATH`,
+            or the name given to in-memory arrays.
+        samples, features, classes: the size of the `synthetic` data set.
+        engine: `optuna` or `kerastuner`; `tuner` (kerastuner: random, bayesian,
+            hyperband) and `pruner` (optuna: median, hyperband, none) choose within it.
+        objective: `accuracy`, or `pareto` (also minimise the dead fraction; optuna).
+        trials, timeout: trials this invocation runs; stop starting trials after seconds.
+        epochs, batch_size, seed: per trial.
+        study_name: the same name resumes the study (default: the data set's name).
+        storage: Optuna storage URL or journal file (default `mlruns/optuna.journal`).
+        tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite
+            under ./mlruns).
+        workers, devices: worker processes on one study; GPUs, e.g. "0,1".
+        backend: the Keras backend, set before Keras is imported.
+        mixed_precision: mixed float16 (bfloat16 on CPU) compute.
+        overwrite: kerastuner: start the study's project afresh.
+    """
+
+    dataset: str = "digits"
+    samples: int = 2000
+    features: int = 20
+    classes: int = 4
+    engine: str = "optuna"
+    tuner: str | None = None
+    pruner: str | None = None
+    objective: str = "accuracy"
+    trials: int = 20
+    timeout: float | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    seed: int = 0
+    study_name: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    workers: int | None = None
+    devices: str | None = None
+    backend: str | None = None
+    mixed_precision: bool = False
+    overwrite: bool = False
+
+    def check(self):
+        """Raise `UsageError` for a value out of range or an option of the other engine."""
+        for name, kind in (("trials", int), ("epochs", int), ("batch_size", int),
+                           ("samples", int), ("features", int), ("classes", int),
+                           ("workers", int), ("timeout", float)):
+            _positive(name, getattr(self, name), kind, optional=name in ("workers", "timeout"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise UsageError(f"seed must be an integer, got {self.seed!r}")
+        for name, valid in (("engine", ENGINES), ("objective", OBJECTIVES),
+                            ("backend", BACKENDS), ("tuner", TUNERS), ("pruner", PRUNERS)):
+            value = getattr(self, name)
+            if value is not None and value not in valid:
+                raise UsageError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        self._check_engine_options()
+        if self.study_name is not None and not str(self.study_name).strip():
+            raise UsageError("study_name must not be empty")
+        return self
+
+    def _check_engine_options(self):
+        if self.engine == "optuna":
+            given = {"tuner": self.tuner, "overwrite": self.overwrite}
+        else:
+            given = {"pruner": self.pruner, "storage": self.storage,
+                     "objective pareto": self.objective == "pareto"}
+        other = "kerastuner" if self.engine == "optuna" else "optuna"
+        for option, value in given.items():
+            if value:
+                raise UsageError(f"--{option} applies to --engine {other} only")
+        if self.worker_count > 1 and self.engine == "optuna" \
+                and (self.storage or "").startswith("sqlite"):
+            raise UsageError("--workers: SQLite is not safe for parallel writers; use the "
+                             "default journal file, postgresql:// or mysql+pymysql://")
+
+    @property
+    def worker_count(self):
+        from search.runtime import worker_count
+
+        return worker_count(self.workers, self.devices)
+
+    @property
+    def storage_url(self):
+        """The Optuna storage: as given, else the journal file under ./mlruns."""
+        return self.storage or DEFAULT_STORAGE
+
+    @property
+    def chosen_pruner(self):
+        return self.pruner or "median"
+
+    @property
+    def chosen_tuner(self):
+        return self.tuner or "random"
+
+    def trial_settings(self):
+        """What the trial runner needs of these settings."""
+        from search.trial import TrialSettings
+
+        return TrialSettings(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
+
+    def to_dict(self):
+        """Plain data for a worker; a URL's password is never stored (a worker takes the
+        URL from its own command line or environment)."""
+        from search.tracking import mask_url
+
+        data = dataclasses.asdict(self)
+        for key in ("storage", "tracking_uri"):
+            if data[key] and mask_url(data[key]) != data[key]:
+                data[key] = None
+        return data
+
+    @classmethod
+    def from_dict(cls, data):
+        """The settings `to_dict` stored; keys of a newer version are ignored."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def _positive(name, value, kind, optional=False):
+    if value is None and optional:
+        return
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
+          and math.isfinite(value) and value > 0)
+    if not ok:
+        noun = "a positive integer" if kind is int else "a positive number"
+        raise UsageError(f"{name} must be {noun}, got {value!r}")
