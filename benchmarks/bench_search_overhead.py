@@ -36,7 +36,8 @@ def main():
     import keras_relu
     from search import data as datasets
     from search.engines import optuna as engine
-    from search.models import build_model
+    from search.builders import Cures, build_default
+    from search.optimizers import compile_model
     from search.space import default_space
     from search.tracking import Tracker
     from search.trial import TrialSettings
@@ -54,7 +55,8 @@ def main():
 
     def fit(with_monitor):
         keras.utils.set_random_seed(0)
-        model = build_model(CONFIG, data.input_shape, data.num_classes, steps, args.epochs)
+        model = compile_model(build_default(Cures(CONFIG), data.input_shape, data.num_classes),
+                              CONFIG, steps, args.epochs)
         callbacks = [keras_relu.DeadNeuronMonitor(
             probe=data.x_val, every=1, tau=settings.tau, max_samples=settings.probe_size,
             seed=settings.seed)] if with_monitor else []

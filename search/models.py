@@ -1,95 +1,117 @@
-"""Config -> compiled Keras model: an MLP for vectors, a small CNN for images.
+"""The user's model builder: found from a reference, named for workers, checked at start-up.
 
-Keras' own initializers, learning-rate schedules and optimizer clipping arguments;
-activations from `keras_relu.activation_layer`. Activation layers are named
-`activation_<i>` so per-layer metric keys are the same in every trial.
+A reference is `package.module:function` or `path/to/file.py:function`. A worker, maybe
+on another machine, imports the builder from the reference stored with the study. The
+builder is called once on the data's shape before any study or run exists, so a builder
+that cannot work is one line and exit status 2, not a failed search.
 """
 
-import keras
-from keras import layers
+import hashlib
+import importlib
+import importlib.util
+import pathlib
+import sys
+import warnings
 
-import keras_relu
+from search import UsageError
 
-INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
-                "lecun_normal", "orthogonal")
-CLIPPINGS = ("none", "clipnorm", "clipvalue", "global_clipnorm")
-SCHEDULES = ("constant", "cosine", "cosine_warmup", "exponential", "piecewise")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-def learning_rate(config, steps_per_epoch, epochs):
-    """The learning rate or Keras schedule named by `config["schedule"]`."""
-    rate, schedule = config["learning_rate"], config.get("schedule", "constant")
-    total = max(1, steps_per_epoch * epochs)
-    schedules = keras.optimizers.schedules
-    if schedule == "constant":
-        return rate
-    if schedule == "cosine":
-        return schedules.CosineDecay(rate, decay_steps=total)
-    if schedule == "cosine_warmup":
-        warmup = max(1, round(config["warmup_fraction"] * total))
-        return schedules.CosineDecay(
-            0.0, decay_steps=max(1, total - warmup), warmup_target=rate, warmup_steps=warmup
-        )
-    if schedule == "exponential":
-        return schedules.ExponentialDecay(rate, steps_per_epoch, config["decay_rate"])
-    if schedule == "piecewise":
-        first = max(1, total // 2)
-        boundaries = [first, max(first + 1, total * 3 // 4)]
-        return schedules.PiecewiseConstantDecay(boundaries, [rate, rate / 10, rate / 100])
-    raise ValueError(f"Unknown schedule {schedule!r}. Valid schedules: {', '.join(SCHEDULES)}.")
+_FILE_MODULES = "keras_relu_user_model_"  # prefix of modules loaded from a file path
 
 
-def optimizer(config, steps_per_epoch, epochs):
-    """The optimizer named by `config["optimizer"]`, with its clipping argument if any."""
-    kwargs = {"learning_rate": learning_rate(config, steps_per_epoch, epochs)}
-    clipping = config.get("clipping", "none")
-    if clipping != "none":
-        if clipping not in CLIPPINGS:
-            raise ValueError(f"Unknown clipping {clipping!r}. Valid: {', '.join(CLIPPINGS)}.")
-        kwargs[clipping] = config["clip_threshold"]
-    name = config.get("optimizer", "adam")
-    if name == "adam":
-        return keras.optimizers.Adam(**kwargs)
-    if name == "adamw":
-        return keras.optimizers.AdamW(**kwargs)
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=config.get("momentum", 0.9), **kwargs)
-    raise ValueError(f"Unknown optimizer {name!r}. Valid optimizers: {', '.join(OPTIMIZERS)}.")
+def load_builder(model=None):
+    """The builder for `model`: a callable, a reference string, or None (the built-in)."""
+    if model is None:
+        from search.builders import build_default
+
+        return build_default
+    if callable(model):
+        return model
+    if not isinstance(model, str) or ":" not in model:
+        raise UsageError(f"--model expects MODULE:FUNCTION or FILE.py:FUNCTION, got {model!r}")
+    where, _, name = model.rpartition(":")
+    module = _import_file(where) if where.endswith(".py") else _import_module(where)
+    build = getattr(module, name, None)
+    if build is None or not callable(build):
+        raise UsageError(f"--model: {where} has no function {name!r}")
+    return build
 
 
-def _block(x, i, config, make_layer):
-    batch_norm = config.get("batch_norm", False)
-    x = make_layer(use_bias=not batch_norm, kernel_initializer=config.get("initializer", "he_normal"))(x)
-    if batch_norm:
-        x = layers.BatchNormalization()(x)
-    return keras_relu.activation_layer(config["activation"], name=f"activation_{i}")(x)
+def _import_module(name):
+    try:
+        return importlib.import_module(name)
+    except Exception as err:  # ModuleNotFoundError, or the module's own error
+        raise UsageError(f"--model: cannot import {name}: {type(err).__name__}: {err}") from None
 
 
-def build_model(config, input_shape, num_classes, steps_per_epoch, epochs):
-    """A compiled classifier for `config`: MLP if `input_shape` is a vector, else a CNN."""
-    width, depth, dropout = config["width"], config["depth"], config.get("dropout", 0.0)
-    inputs = keras.Input(shape=tuple(input_shape))
-    x = inputs
-    if len(input_shape) == 1:
-        for i in range(depth):
-            x = _block(x, i, config, lambda **kw: layers.Dense(width, **kw))
-            if dropout:
-                x = layers.Dropout(dropout)(x)
-    else:
-        for i in range(depth):
-            x = _block(x, i, config, lambda **kw: layers.Conv2D(width, 3, padding="same", **kw))
-            if min(x.shape[1:3]) >= 2:
-                x = layers.MaxPooling2D()(x)
-        x = layers.GlobalAveragePooling2D()(x)
-        if dropout:
-            x = layers.Dropout(dropout)(x)
-    # float32 output keeps the softmax stable under a mixed-precision policy.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer=optimizer(config, steps_per_epoch, epochs),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+def _import_file(path):
+    path = pathlib.Path(path).resolve()
+    if not path.is_file():
+        raise UsageError(f"--model: no file {path}")
+    name = _FILE_MODULES + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: a Keras class in it may look itself up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise UsageError(f"--model: cannot import {path}: {type(err).__name__}: {err}") from None
+    return module
+
+
+def reference(model):
+    """The string a worker imports the builder from (None: the built-in); a file path is
+    made absolute. UsageError for a function no other process can import."""
+    if model is None:
+        return None
+    if isinstance(model, str):
+        where, _, name = model.rpartition(":")
+        return f"{pathlib.Path(where).resolve()}:{name}" if where.endswith(".py") else model
+    module = sys.modules.get(getattr(model, "__module__", None))
+    qualname = getattr(model, "__qualname__", "")
+    if module is not None and module.__name__.startswith(_FILE_MODULES):
+        return f"{module.__file__}:{qualname}"
+    if module is None or module.__name__ == "__main__" or "<" in qualname:
+        raise UsageError("model=: workers import the builder in another process; give a "
+                         "function defined in an importable module or file, or its reference "
+                         "'module:function' / 'file.py:function'")
+    return f"{module.__name__}:{qualname}"
+
+
+def check_builder(build, config, data, loss=None, metrics=None, metric="val_accuracy"):
+    """Build once with `config` on `data`'s shape and fit nothing: the builder must return
+    an uncompiled `keras.Model` that takes the inputs; `metric` must be one it logs.
+    Warns when the builder never asks `cures` for an activation."""
+    import keras
+
+    from search.builders import Cures
+    from search.optimizers import compile_model
+
+    cures = Cures(config)
+    try:
+        model = build(cures, data.input_shape, data.num_classes)
+    except Exception as err:
+        raise UsageError(f"the model builder raised {type(err).__name__}: {err}") from None
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"the model builder returned {type(model).__name__}, not a keras.Model")
+    if model.compiled:
+        raise UsageError("the model builder returned a compiled model; return it uncompiled: "
+                         "each trial compiles it with its own optimizer")
+    try:
+        model(data.x_train[:2])
+        compile_model(model, config, 1, 1, loss, metrics)
+        logged = model.evaluate(data.x_val[:2], data.y_val[:2], verbose=0, return_dict=True)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise UsageError(f"the model does not take the data (inputs {tuple(data.input_shape)}, "
+                         f"{data.num_classes} classes): {type(err).__name__}: {first}") from None
+    valid = {*logged, *(f"val_{k}" for k in logged), "dead_fraction", "dormant_fraction",
+             "zero_fraction"}
+    if metric not in valid:
+        raise UsageError(f"--metric {metric}: the model logs {', '.join(sorted(valid))}")
+    if not cures.activations_made:
+        warnings.warn("the model builder never calls cures.activation() (or cures.dense / "
+                      "cures.conv2d): the activation dimension changes nothing", stacklevel=2)
+    keras.utils.clear_session()

@@ -1,9 +1,9 @@
 """Scenarios for `keras-relu compare`: data (train/val/test), model and training recipe.
 
 Light at import (no Keras) so `keras-relu --help` stays fast. A scenario's model is
-built by `search.models.build_model` from its config, or by its own builder with the
-same signature (VGG-16 and ResNet-18 for 32x32 images); activations always come from
-`keras_relu.activation_layer` and are named `activation_<i>`.
+the built-in builder (`search.builders.build_default`) on its config, or its own builder
+of the same protocol (VGG-16 and ResNet-18 for 32x32 images); activations always come
+from `cures.activation()` and are named `activation_<i>`.
 
 The data seam for tests: `load(scenario, dataset="synthetic")` gives a random stand-in
 of the scenario's input shape and classes (class templates plus noise), so the CIFAR-10
@@ -23,12 +23,12 @@ DEFAULT = "digits-deep-mlp"
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     name: str
-    config: dict  # models.build_model config without "activation"
+    config: dict  # the trial config without "activation"
     epochs: int
     batch_size: int
     input_shape: tuple
     num_classes: int
-    architecture: str = "mlp"  # "mlp" (models.build_model), "vgg16" or "resnet18"
+    architecture: str = "mlp"  # "mlp" (builders.build_default), "vgg16" or "resnet18"
 
 
 # digits-deep-mlp: 10 Dense layers of 32 units, He-normal initialisation, Adam at 1e-2,
@@ -66,7 +66,7 @@ def load(scenario, dataset="scenario", limit=None, seed=0):
     if limit:
         splits = [(x[:limit], y[:limit]) for x, y in splits]
     (x, y), (x_val, y_val), (x_test, y_test) = splits
-    return Dataset(scenario.name, x, y, x_val, y_val), x_test, y_test
+    return Dataset(scenario.name, x, y, x_val, y_val, x_test, y_test), x_test, y_test
 
 
 def _digits():
@@ -116,11 +116,11 @@ def _synthetic(shape, classes, n, seed):
 
 
 def builder(scenario):
-    """The model builder of `scenario`, with `search.models.build_model`'s signature."""
+    """The model builder of `scenario` (the `search.builders` protocol)."""
     if scenario.architecture == "mlp":
-        from search.models import build_model
+        from search.builders import build_default
 
-        return build_model
+        return build_default
     from search import paper_models
 
     return {"vgg16": paper_models.build_vgg16, "resnet18": paper_models.build_resnet18}[

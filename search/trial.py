@@ -1,5 +1,9 @@
 """The one trial runner shared by every engine: config + data -> fitted model -> TrialResult.
 
+The builder makes the model (`search.builders`), the runner compiles it with the
+trial's optimizer and fits it with the dead-neuron monitor; a trial the engine says
+improves on the study's best logs its fitted model to its MLflow run.
+
 Callback order matters: the learning rate and `keras_relu.DeadNeuronMonitor` write
 their keys into the epoch logs first; the recorder (and MLflow) then sees every key;
 the non-finite-loss guard stops a diverged trial before an engine's pruning callback
@@ -13,26 +17,34 @@ import math
 import keras
 
 import keras_relu
-from search.models import build_model
+from search.builders import Cures, build_default
+from search.optimizers import compile_model
 
 
 @dataclasses.dataclass(frozen=True)
 class TrialSettings:
+    """What one trial is fitted and judged with; `loss`/`metrics` None: a classifier's."""
+
     epochs: int = 5
     batch_size: int = 64
     seed: int = 0
     probe_size: int = 256  # validation samples the dead-neuron monitor looks at
     tau: float = 0.1
+    metric: str = "val_accuracy"  # the objective: its value after the last epoch
+    loss: object = None
+    metrics: object = None
 
 
 @dataclasses.dataclass
 class TrialResult:
     state: str  # "complete" | "pruned" | "failed"
+    value: float | None  # the objective metric's last value
     val_accuracy: float | None
     dead_fraction: float | None
     history: dict  # key -> one value per epoch run
     reason: str = ""
     run_id: str | None = None
+    model_uri: str | None = None  # the logged fitted model, if it was kept
 
 
 class NonFiniteLoss(RuntimeError):
@@ -82,33 +94,27 @@ def _last(history, key):
 
 
 def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks=(),
-              pruned_errors=(), build=build_model):
-    """Build, fit and evaluate `config` on `data`; log it as a child run of `tracker`.
+              pruned_errors=(), build=build_default, keep_model=None):
+    """Build, compile, fit and evaluate `config` on `data`; log it as a child run.
 
-    `callbacks` are the engine's (e.g. pruning), run last; an exception in
-    `pruned_errors` means the engine pruned the trial. A NaN/inf loss gives a
-    "failed" result with its reason; any other exception is recorded and re-raised.
-    `build` makes the compiled model (signature of `search.models.build_model`).
-    The child run gets the dead-fraction-per-layer plot (written in the background).
+    `build(cures, input_shape, num_classes)` makes the uncompiled model. `callbacks` are
+    the engine's (e.g. pruning), run last; an exception in `pruned_errors` means the
+    engine pruned the trial. A NaN/inf loss gives a "failed" result with its reason; any
+    other exception is recorded and re-raised. `keep_model(value)`, asked after a
+    complete trial, says whether to log the fitted model (an improvement). The child
+    run gets the dead-fraction-per-layer plot (written in the background).
     """
     params = {**config, "epochs": settings.epochs, "batch_size": settings.batch_size,
               "seed": settings.seed, "dataset": data.name}
     run = tracker.start_child(number, engine, params) if tracker else None
     recorder = _Recorder(run.log_epoch if run else None)
     keras.utils.set_random_seed(settings.seed + number)
-    state, reason, model = "complete", "", None
+    state, reason, model, uri = "complete", "", None, None
     try:
-        steps = math.ceil(len(data.x_train) / settings.batch_size)
-        model = build(config, data.input_shape, data.num_classes, steps, settings.epochs)
-        monitor = keras_relu.DeadNeuronMonitor(
-            probe=data.x_val, every=1, tau=settings.tau, max_samples=settings.probe_size,
-            seed=settings.seed,
-        )
-        model.fit(
-            data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-            epochs=settings.epochs, batch_size=settings.batch_size, verbose=0,
-            callbacks=[_LearningRate(), monitor, recorder, _StopOnNonFiniteLoss(), *callbacks],
-        )
+        model = _fit(config, data, settings, build, recorder, callbacks)
+        value = _last(recorder.history, settings.metric)
+        if run and keep_model and value is not None and keep_model(value):
+            uri = run.log_model(model, data.x_val[:2])
     except NonFiniteLoss as err:
         state, reason = "failed", str(err)
     except pruned_errors as err:
@@ -128,5 +134,21 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     if run:
         run.log_history_plot(history)
         run.finish(state, reason)
-    return TrialResult(state, _last(history, "val_accuracy"), _last(history, "dead_fraction"),
-                       history, reason, run.run_id if run else None)
+    return TrialResult(state, _last(history, settings.metric), _last(history, "val_accuracy"),
+                       _last(history, "dead_fraction"), history, reason,
+                       run.run_id if run else None, uri)
+
+
+def _fit(config, data, settings, build, recorder, callbacks):
+    """The fitted model; `recorder` and then `callbacks` see the monitor's keys."""
+    model = build(Cures(config), data.input_shape, data.num_classes)
+    steps = math.ceil(len(data.x_train) / settings.batch_size)
+    compile_model(model, config, steps, settings.epochs, settings.loss, settings.metrics)
+    monitor = keras_relu.DeadNeuronMonitor(
+        probe=data.x_val, every=1, tau=settings.tau, max_samples=settings.probe_size,
+        seed=settings.seed, per_layer=True)
+    model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+              epochs=settings.epochs, batch_size=settings.batch_size, verbose=0,
+              callbacks=[_LearningRate(), monitor, recorder, _StopOnNonFiniteLoss(),
+                         *callbacks])
+    return model

@@ -99,9 +99,11 @@ def test_paper_scenarios_run_on_a_cifar_shaped_stand_in(workdir, scenario):
 def test_paper_models_have_the_paper_shapes():
     from search import paper_models
 
+    from search.builders import Cures
+
     config = {**scenarios.SCENARIOS["cifar10-vgg16"].config, "activation": "relu"}
-    vgg = paper_models.build_vgg16(config, (32, 32, 3), 10, 1, 1)
-    resnet = paper_models.build_resnet18(config, (32, 32, 3), 10, 1, 1)
+    vgg = paper_models.build_vgg16(Cures(config), (32, 32, 3), 10)
+    resnet = paper_models.build_resnet18(Cures(config), (32, 32, 3), 10)
     conv = keras.layers.Conv2D
     assert sum(isinstance(layer, conv) for layer in vgg.layers) == 13
     # ResNet-18: stem + 16 block convolutions (+ 3 projection shortcuts).

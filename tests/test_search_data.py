@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from search import UsageError, data
-from search.models import build_model, learning_rate, optimizer
+from search.builders import Cures, build_default
+from search.optimizers import compile_model, learning_rate, optimizer
 
 BASE = {"activation": "relu", "initializer": "he_normal", "batch_norm": False, "dropout": 0.0,
         "clipping": "none", "schedule": "constant", "learning_rate": 1e-2, "optimizer": "adam",
@@ -14,7 +15,8 @@ BASE = {"activation": "relu", "initializer": "he_normal", "batch_norm": False, "
 
 def test_digits_split_is_deterministic_and_normalised():
     first, again, other = data.load("digits", seed=1), data.load("digits", seed=1), data.load("digits", seed=2)
-    assert first.x_train.shape == (1438, 64) and first.x_val.shape == (359, 64)
+    assert first.x_train.shape == (1150, 64) and first.x_val.shape == (288, 64)
+    assert first.x_test.shape == (359, 64)  # held out: the search never sees it
     assert first.x_train.dtype == np.float32 and first.num_classes == 10
     np.testing.assert_array_equal(first.y_val, again.y_val)
     assert not np.array_equal(first.y_val, other.y_val)
@@ -24,7 +26,8 @@ def test_digits_split_is_deterministic_and_normalised():
 
 def test_synthetic_is_sized_by_its_arguments():
     ds = data.load("synthetic", samples=100, features=6, classes=3)
-    assert ds.x_train.shape == (80, 6) and ds.x_val.shape == (20, 6) and ds.num_classes == 3
+    assert ds.x_train.shape == (64, 6) and ds.x_val.shape == (16, 6) and ds.num_classes == 3
+    assert ds.x_test.shape == (20, 6)
 
 
 def test_npz_images_with_given_validation(tmp_path):
@@ -97,12 +100,13 @@ def test_clipping_uses_the_optimizer_argument(clipping):
 
 
 def test_mlp_and_cnn_train_and_name_their_activations(rng):
-    mlp = build_model({**BASE, "batch_norm": True, "dropout": 0.1, "activation": "sugar_bsilu"},
-                      (12,), 3, steps_per_epoch=2, epochs=1)
+    config = {**BASE, "batch_norm": True, "dropout": 0.1, "activation": "sugar_bsilu"}
+    mlp = compile_model(build_default(Cures(config), (12,), 3), config, 2, 1)
     names = [layer.name for layer in mlp.layers]
     assert "activation_0" in names and "activation_1" in names
     mlp.fit(rng.normal(size=(32, 12)), rng.integers(0, 3, 32), batch_size=16, verbose=0)
-    cnn = build_model({**BASE, "optimizer": "adamw", "schedule": "piecewise"}, (8, 8, 1), 4, 2, 1)
+    config = {**BASE, "optimizer": "adamw", "schedule": "piecewise"}
+    cnn = compile_model(build_default(Cures(config), (8, 8, 1), 4), config, 2, 1)
     assert any(isinstance(layer, keras.layers.Conv2D) for layer in cnn.layers)
     history = cnn.fit(rng.random((32, 8, 8, 1)), rng.integers(0, 4, 32), batch_size=16, verbose=0)
     assert np.isfinite(history.history["loss"][-1])

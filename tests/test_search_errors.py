@@ -81,7 +81,7 @@ def _npz_without_x_train(path):
 )
 def test_bad_input_in_process(tmp_path, monkeypatch, capsys, args, prepare, words):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(search.trial, "build_model", _no_model)
+    monkeypatch.setattr(search.trial, "build_default", _no_model)
     if prepare:
         prepare(tmp_path)
     assert main(["search", "--trials", "1", "--epochs", "1", *args]) == 2

@@ -1,0 +1,121 @@
+"""The model builder protocol, and the built-in MLP / CNN written against it.
+
+A builder is a function `build(cures, input_shape, num_classes) -> keras.Model` that
+returns an *uncompiled* model; the trial runner compiles it with the trial's optimizer,
+clipping and learning-rate schedule. `cures` carries the trial's choices:
+
+    def build(cures, input_shape, num_classes):
+        inputs = keras.Input(input_shape)
+        x = cures.dense(cures.config["units"])(inputs)   # Dense, [BatchNorm], activation, [Dropout]
+        x = cures.dense(cures.config["units"])(x)        # a skip connection if cures.residual
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+"""
+
+import keras
+from keras import layers
+
+import keras_relu
+
+INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
+                "lecun_normal", "orthogonal")
+
+
+class Cures:
+    """The trial's cures, for a model builder.
+
+    Attributes:
+        config: the trial's whole config (the user's own dimensions included).
+        initializer: the kernel initializer (a name Keras knows).
+        batch_norm, dropout, residual: the trial's choices (False, 0.0, False if the
+            space does not have them).
+    """
+
+    def __init__(self, config):
+        self.config = dict(config)
+        self.activations_made = 0
+
+    @property
+    def initializer(self):
+        return self.config.get("initializer", "he_normal")
+
+    @property
+    def batch_norm(self):
+        return bool(self.config.get("batch_norm", False))
+
+    @property
+    def dropout(self):
+        return float(self.config.get("dropout", 0.0))
+
+    @property
+    def residual(self):
+        return bool(self.config.get("residual", False))
+
+    def activation(self, name=None):
+        """A fresh layer of the trial's activation, named `activation_<k>` (k counts the
+        layers made so far), so per-layer metric keys are alike in every trial."""
+        layer = keras_relu.activation_layer(self.config.get("activation", "relu"),
+                                            name=name or f"activation_{self.activations_made}")
+        self.activations_made += 1
+        return layer
+
+    def dense(self, units, dropout=True, **kwargs):
+        """A block: Dense (the trial's initializer; no bias before batch norm), optional
+        BatchNormalization, the activation, Dropout if `dropout` and the trial has some."""
+        return Block(self, layers.Dense(units, **self._weights(kwargs)), dropout)
+
+    def conv2d(self, filters, kernel_size=3, dropout=False, **kwargs):
+        """A block: Conv2D (`padding="same"` unless given), then as `dense`."""
+        kwargs.setdefault("padding", "same")
+        return Block(self, layers.Conv2D(filters, kernel_size, **self._weights(kwargs)), dropout)
+
+    def _weights(self, kwargs):
+        return {"use_bias": not self.batch_norm, "kernel_initializer": self.initializer, **kwargs}
+
+
+class Block:
+    """Weight layer, [BatchNormalization], activation, [Dropout]; called on a tensor, it adds
+    a skip connection when the trial has `residual` and the shapes match. `layers` lists
+    the layers, for a Sequential model."""
+
+    def __init__(self, cures, weight_layer, dropout):
+        self.residual = cures.residual
+        self.layers = [weight_layer]
+        if cures.batch_norm:
+            self.layers.append(layers.BatchNormalization())
+        self.layers.append(cures.activation())
+        if dropout and cures.dropout:
+            self.layers.append(layers.Dropout(cures.dropout))
+
+    def __call__(self, x):
+        y = x
+        for layer in self.layers:
+            y = layer(y)
+        if self.residual and tuple(y.shape) == tuple(x.shape):
+            y = layers.Add()([x, y])
+        return y
+
+
+def build_default(cures, input_shape, num_classes):
+    """The built-in model: an MLP of `depth` Dense blocks of `width` units for vectors; for
+    images, `depth` Conv2D blocks (2x2 max-pooling after each while the maps allow),
+    global average pooling and dropout. A softmax classifier on top."""
+    width, depth = cures.config["width"], cures.config["depth"]
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = inputs
+    if len(input_shape) == 1:
+        for _ in range(depth):
+            x = cures.dense(width)(x)
+    else:
+        for _ in range(depth):
+            x = cures.conv2d(width, 3)(x)
+            if min(x.shape[1:3]) >= 2:
+                x = layers.MaxPooling2D()(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        if cures.dropout:
+            x = layers.Dropout(cures.dropout)(x)
+    # float32 output keeps the softmax stable under a mixed-precision policy.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs)
+
+
+DEFAULT = "search.builders:build_default"
