@@ -1,8 +1,12 @@
-"""Datasets: digits (bundled, default), synthetic, keras.datasets, and npz:PATH.
+"""Datasets: digits (bundled, default), synthetic, keras.datasets, npz:PATH, arrays.
 
-Every loader returns a `Dataset` with a deterministic train/validation split (by seed)
-and normalised float32 inputs: images scaled to [0, 1], vectors standardised with the
-training statistics.
+Every loader returns a `Dataset` with train, validation and held-out test splits and
+normalised float32 inputs: images scaled to [0, 1], vectors standardised with the
+training statistics. A test split that is not given (mnist, fashion_mnist and cifar10
+have their official one; an npz file may hold `x_test, y_test`) is cut off first, 20% by
+seed, then validation, 20% of the rest unless given: digits' 1,797 images become 1,150
+train, 288 validation, 359 test. The search never sees the test split; only the best
+model is evaluated on it, once.
 """
 
 import dataclasses
@@ -21,6 +25,10 @@ class DatasetUnavailable(RuntimeError):
     """A data set that exists but cannot be fetched here (no network, no cache)."""
 
 
+SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+AS_GIVEN = "keras_relu_as_given"  # in an npz file: inputs not to be normalised
+
+
 @dataclasses.dataclass
 class Dataset:
     name: str
@@ -28,10 +36,16 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    targets: bool = False  # labels as given (a model's own loss), not class indices
 
     @property
     def num_classes(self):
-        return int(max(self.y_train.max(), self.y_val.max())) + 1
+        """Classes (largest label + 1); for targets, their trailing size."""
+        if self.targets:
+            return int(self.y_train.shape[-1]) if self.y_train.ndim > 1 else 1
+        return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max())) + 1
 
     @property
     def input_shape(self):
@@ -57,14 +71,16 @@ def check_spec(spec):
         raise UsageError(f"unknown dataset {spec!r}; valid: {', '.join(DATASETS)}")
 
 
-def load(spec, seed=0, samples=2000, features=20, classes=4, val_fraction=0.2):
-    """The `Dataset` for `spec` (see DATASETS); synthetic data is sized by the arguments."""
+def load(spec, seed=0, samples=2000, features=20, classes=4, val_fraction=0.2,
+         targets=False):
+    """The `Dataset` for `spec` (see DATASETS); synthetic data is sized by the arguments.
+    `targets=True` keeps an npz file's labels as they are (a model's own loss)."""
     check_spec(spec)
     if spec == "digits":
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)
-        return _split(spec, x, y, None, None, seed, val_fraction)
+        return _split(spec, {"x_train": x, "y_train": y}, seed, val_fraction)
     if spec == "synthetic":
         from sklearn.datasets import make_classification
 
@@ -74,30 +90,42 @@ def load(spec, seed=0, samples=2000, features=20, classes=4, val_fraction=0.2):
             n_samples=samples, n_features=features, n_informative=max(2, features // 2),
             n_classes=classes, n_clusters_per_class=1, random_state=seed,
         )
-        return _split(spec, x, y, None, None, seed, val_fraction)
+        return _split(spec, {"x_train": x, "y_train": y}, seed, val_fraction)
     if spec in KERAS_DATASETS:
         return _keras_dataset(spec, seed, val_fraction)
-    return _npz(spec, seed, val_fraction)
+    return _npz(spec, seed, val_fraction, targets)
 
 
-def from_arrays(data, validation_data=None, seed=0, val_fraction=0.2):
-    """The `Dataset` of in-memory arrays: `data=(x_train, y_train)`, and optionally
-    `validation_data=(x_val, y_val)` (else a split by seed). Named by its content."""
-    (x, y), (x_val, y_val) = _pair(data, "data"), _pair(validation_data, "validation_data")
-    return _split(f"arrays-{fingerprint(x, y, x_val, y_val)}", x, y, x_val, y_val, seed,
-                  val_fraction)
+def from_arrays(data, validation_data=None, test_data=None, seed=0, targets=False):
+    """The `Dataset` of in-memory arrays `data=(x, y)`, `validation_data` and `test_data`
+    (each cut off by seed when not given). Named by its content. The inputs are used as
+    they are (float32), so the fitted model takes what the caller has; `targets=True`
+    keeps the labels as they are too (for a model compiled with its own loss)."""
+    arrays = _arrays(data, validation_data, test_data)
+    return _split(f"arrays-{fingerprint(*arrays.values())}", arrays, seed, targets=targets,
+                  normalise=False)
 
 
-def save_arrays(data, validation_data, folder):
-    """Write the arrays as `<folder>/<fingerprint>.npz` (for workers in other processes)
-    and return the `npz:PATH` spec that loads them."""
-    (x, y), (x_val, y_val) = _pair(data, "data"), _pair(validation_data, "validation_data")
-    path = pathlib.Path(folder).resolve() / f"arrays-{fingerprint(x, y, x_val, y_val)}.npz"
+def save_arrays(data, validation_data, test_data, folder):
+    """Write the arrays as `<folder>/arrays-<fingerprint>.npz` (for workers in other
+    processes) and return the `npz:PATH` spec that loads them."""
+    arrays = _arrays(data, validation_data, test_data)
+    path = pathlib.Path(folder).resolve() / f"arrays-{fingerprint(*arrays.values())}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        extra = {} if x_val is None else {"x_val": x_val, "y_val": y_val}
-        np.savez(path, x_train=x, y_train=y, **extra)
+        np.savez(path, **arrays, **{AS_GIVEN: True})
     return f"npz:{path}"
+
+
+def _arrays(data, validation_data, test_data):
+    found = {}
+    for (x, y), part in ((_pair(data, "data"), "train"), (_pair(validation_data,
+                         "validation_data"), "val"), (_pair(test_data, "test_data"), "test")):
+        if x is not None:
+            found.update({f"x_{part}": x, f"y_{part}": y})
+    if "x_train" not in found:
+        raise UsageError("data must be a pair of arrays (x, y)")
+    return found
 
 
 def fingerprint(*arrays):
@@ -135,10 +163,11 @@ def _keras_dataset(name, seed, val_fraction):
             f"({reason}); use --dataset digits or npz:PATH"
         ) from None
     # The official test split stays untouched; validation comes from the training split.
-    return _split(name, x, y, None, None, seed, val_fraction)
+    return _split(name, {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test},
+                  seed, val_fraction)
 
 
-def _npz(spec, seed, val_fraction):
+def _npz(spec, seed, val_fraction, targets=False):
     path = pathlib.Path(spec[4:])
     if not path.is_file():
         raise UsageError(f"npz file {path} does not exist")
@@ -152,10 +181,11 @@ def _npz(spec, seed, val_fraction):
     missing = [key for key in ("x_train", "y_train") if key not in found]
     if missing:
         raise UsageError(f"{path} lacks {' and '.join(missing)} (has: {', '.join(found) or 'nothing'})")
-    if ("x_val" in found) != ("y_val" in found):
-        raise UsageError(f"{path} has only one of x_val and y_val")
-    return _split(spec, found["x_train"], found["y_train"], found.get("x_val"),
-                  found.get("y_val"), seed, val_fraction)
+    for part in ("val", "test"):
+        if (f"x_{part}" in found) != (f"y_{part}" in found):
+            raise UsageError(f"{path} has only one of x_{part} and y_{part}")
+    return _split(spec, {k: v for k, v in found.items() if k in SPLITS}, seed, val_fraction,
+                  targets=targets, normalise=not bool(found.get(AS_GIVEN, False)))
 
 
 def _labels(y, where):
@@ -168,29 +198,49 @@ def _labels(y, where):
     return y.astype("int32")
 
 
-def _split(name, x, y, x_val, y_val, seed, val_fraction):
-    x, y = np.asarray(x), _labels(y, name)
-    if len(x) != len(y) or len(x) < 2:
-        raise UsageError(f"{name}: x_train and y_train must have the same length >= 2")
-    if x_val is None:
-        order = np.random.default_rng(seed).permutation(len(x))
-        n_val = max(1, int(round(len(x) * val_fraction)))
-        x, y, x_val, y_val = x[order[n_val:]], y[order[n_val:]], x[order[:n_val]], y[order[:n_val]]
-    else:
-        x_val, y_val = np.asarray(x_val), _labels(y_val, name)
-        if len(x_val) != len(y_val) or x_val.shape[1:] != x.shape[1:]:
-            raise UsageError(f"{name}: x_val/y_val do not match x_train/y_train in shape")
-    x, x_val = _normalise(x, x_val)
-    return Dataset(name, x, y, x_val, y_val)
+def _targets(y, where, targets):
+    if not targets:
+        return _labels(y, where)
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.number):
+        raise UsageError(f"{where}: targets must be numbers")
+    return y.astype("float32")
 
 
-def _normalise(x, x_val):
+def _split(name, arrays, seed, val_fraction=0.2, test_fraction=0.2, targets=False,
+           normalise=True):
+    """Check the given splits, cut the missing test and validation splits by seed, and
+    normalise with the training statistics (else only make them float32)."""
+    arrays = {k: np.asarray(v) if k.startswith("x") else _targets(v, name, targets)
+              for k, v in arrays.items()}
+    x, y = arrays["x_train"], arrays["y_train"]
+    if len(x) != len(y) or len(x) < 3:
+        raise UsageError(f"{name}: x_train and y_train must have the same length >= 3")
+    order = np.random.default_rng(seed).permutation(len(x))
+    for part, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if f"x_{part}" in arrays:
+            xs, ys = arrays[f"x_{part}"], arrays[f"y_{part}"]
+            if len(xs) != len(ys) or xs.shape[1:] != x.shape[1:] or len(xs) < 1:
+                raise UsageError(f"{name}: x_{part}/y_{part} do not match x_train/y_train "
+                                 f"in shape ({xs.shape} and {ys.shape} against {x.shape})")
+            continue
+        cut = max(1, int(round(len(order) * fraction)))
+        arrays[f"x_{part}"], arrays[f"y_{part}"] = x[order[:cut]], y[order[:cut]]
+        order = order[cut:]
+    x, y = x[np.sort(order)], y[np.sort(order)]
+    x, x_val, x_test = (_normalise(x, arrays["x_val"], arrays["x_test"]) if normalise else
+                        [a.astype("float32") for a in (x, arrays["x_val"], arrays["x_test"])])
+    return Dataset(name, x, y, x_val, arrays["y_val"], x_test, arrays["y_test"], targets)
+
+
+def _normalise(x, *others):
+    """`x` and `others` scaled by `x`'s statistics: images to [0, 1], vectors standardised."""
     if x.ndim == 3:  # grey images without a channel axis
-        x, x_val = x[..., None], x_val[..., None]
+        x, others = x[..., None], [o[..., None] for o in others]
     if x.ndim not in (2, 4):
         raise UsageError(f"inputs must be vectors (n, features) or images (n, h, w[, c]); got {x.shape}")
     if x.ndim == 4:
         scale = 255.0 if x.dtype == np.uint8 or x.max() > 1.0 else 1.0
-        return (x / scale).astype("float32"), (x_val / scale).astype("float32")
+        return [(a / scale).astype("float32") for a in (x, *others)]
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-7
-    return ((x - mean) / std).astype("float32"), ((x_val - mean) / std).astype("float32")
+    return [((a - mean) / std).astype("float32") for a in (x, *others)]
