@@ -18,14 +18,17 @@ _SETTINGS = {f.name for f in dataclasses.fields(SearchSettings)}
 
 @dataclasses.dataclass
 class SearchResult:
-    """What a search leaves: its best trials, this invocation's trials, where they are.
+    """What a search leaves: the winner, this invocation's trials, where everything is.
 
     Attributes:
-        best: the best trials of the whole study, best first (the Pareto front, in trial
-            order, for `objective="pareto"`), as `TrialSummary` (config, val_accuracy,
-            dead_fraction, run_id).
+        best: the best trials of the whole study, best first (for `objective="pareto"`,
+            the Pareto front by the metric), as `TrialSummary` (config, value,
+            val_accuracy, dead_fraction, run_id, model_uri).
         trials: every trial this invocation ran, in the order they ended.
-        study_name, engine, objective: the study.
+        test_scores: the best model's scores on the held-out test split (evaluated once).
+        model_uri: the best model (`models:/m-...`; `best_model()` loads it).
+        best_config: the local `best.yaml` (every dimension fixed to the best config).
+        study_name, engine, objective, metric: the study.
         storage: where the study lives (a password masked).
         tracking_uri, parent_run_id: the MLflow store and this search's parent run.
         total_trials: the study's ended trials, earlier invocations' included.
@@ -33,44 +36,75 @@ class SearchResult:
 
     best: list
     trials: list
+    test_scores: dict
+    model_uri: str | None
+    best_config: str | None
     study_name: str
     engine: str
     objective: str
+    metric: str
     storage: str
     tracking_uri: str
     parent_run_id: str
     total_trials: int
+    columns: tuple = ()
+
+    def best_model(self):
+        """The best trial's fitted model, loaded through MLflow's Keras flavour."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        if not self.model_uri:
+            raise ValueError(f"study {self.study_name!r} has no logged best model")
+        return mlflow.keras.load_model(self.model_uri)
 
     def table(self):
         from search.report import table
 
-        return table(self.best)
+        return table(self.best, self.columns, self.metric)
 
     def report(self):
         """The lines `keras-relu search` prints at the end."""
         from search.tracking import ui_command
 
         title = "Pareto front:" if self.objective == "pareto" else "Best trials:"
-        return (f"study {self.study_name!r}: {len(self.trials)} new trials, "
-                f"{self.total_trials} in all ({self.storage})\n{title}\n{self.table()}\n"
-                f"MLflow runs: {ui_command(self.tracking_uri)}")
+        lines = [f"study {self.study_name!r}: {len(self.trials)} new trials, "
+                 f"{self.total_trials} in all ({self.storage})", title, self.table()]
+        if self.best and self.best[0].value is not None:
+            top, test = self.best[0], self.metric.removeprefix("val_")
+            held_out = (f", {test} {self.test_scores[test]:.4g} on the held-out test split"
+                        if test in self.test_scores else "")
+            lines.append(f"Best: trial {top.number}, {self.metric} {top.value:.4g}{held_out}")
+            lines.append(f"Model: {self.model_uri or '-'}  config: {self.best_config or '-'}")
+        lines.append(f"MLflow runs: {ui_command(self.tracking_uri)}")
+        return "\n".join(lines)
 
 
-def run(dataset="digits", *, data=None, validation_data=None, space=None, fix=(), choices=(),
-        engine="optuna", tuner=None, pruner=None, objective="accuracy", trials=20,
-        timeout=None, epochs=5, batch_size=64, seed=0, study_name=None, storage=None,
-        tracking_uri=None, workers=None, devices=None, backend=None, mixed_precision=False,
-        overwrite=False, samples=2000, features=20, classes=4, progress=True):
-    """Search the cures for dying ReLU; every trial is an MLflow child run.
+def run(dataset="digits", *, data=None, validation_data=None, test_data=None, model=None,
+        space=None, fix=(), choices=(), metric="val_accuracy", direction=None,
+        loss=None, metrics=None, engine="optuna", tuner=None, pruner=None, sampler=None,
+        objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
+        study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
+        backend=None, mixed_precision=False, overwrite=False, samples=2000, features=20,
+        classes=4, progress=True):
+    """Search the cures for dying ReLU on a model; every trial is an MLflow child run.
 
     Args:
         dataset: `digits` (bundled), `synthetic`, `mnist`, `fashion_mnist`, `cifar10` or
             `npz:PATH`; ignored when `data` is given.
-        data, validation_data: in-memory arrays `(x, y)` instead of a named data set
-            (validation: 20% of `data`, split by seed, unless given).
+        data, validation_data, test_data: in-memory arrays `(x, y)` instead of a named
+            data set (test, then validation: 20% each, cut off by seed, unless given).
+        model: the model builder `build(cures, input_shape, num_classes)` (see
+            `search.builders`), or its reference `module:function` / `file.py:function`;
+            None: the built-in MLP / CNN.
         space: a `search.Space`, a space file's path, or its mapping (see
-            `search.dims`); default `search.default_space()`.
+            `search.dims`); default `search.default_space()` (without depth and width
+            for your own model).
         fix, choices: `"name=value"` / `"name=a,b"` strings applied to the space after.
+        metric, direction: the objective (a key the model logs; default val_accuracy)
+            and `maximize` / `minimize` (default: minimize a loss or error).
+        loss, metrics: compile arguments, for a model that is not a plain classifier
+            (then the targets are used as given).
         progress: show a progress bar (terminal or notebook).
         Other arguments: see `search.SearchSettings`; the defaults are the command's.
 
@@ -80,34 +114,42 @@ def run(dataset="digits", *, data=None, validation_data=None, space=None, fix=()
     Raises:
         UsageError: bad input, before any study or run is created.
     """
-    options = {k: v for k, v in locals().items() if k in _SETTINGS}
+    options = {k: v for k, v in locals().items() if k in _SETTINGS and k != "model"}
     settings = SearchSettings(**options).check()
-    return _Search(settings, space, fix, choices, data, validation_data).run(progress)
+    return _Search(settings, model, space, fix, choices,
+                   (data, validation_data, test_data)).run(progress)
 
 
 class _Search:
-    """One invocation: checked input, then study, tracker, trials, report."""
+    """One invocation: checked input, then study, tracker, trials, winner."""
 
-    def __init__(self, settings, space, fix, choices, data, validation_data):
+    def __init__(self, settings, model, space, fix, choices, arrays):
         from search import data as datasets
+        from search.models import check_builder, load_builder, reference
 
-        if data is None:
+        if arrays[0] is None:
             datasets.check_spec(settings.dataset)
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
-        self.space = _resolve_space(space, fix, choices)
-        if data is not None and settings.worker_count > 1:  # workers load it from a file
-            settings.dataset = datasets.save_arrays(data, validation_data, "mlruns/datasets")
-            data = None
-        if data is not None:
-            self.data = datasets.from_arrays(data, validation_data, settings.seed)
+        self.build = load_builder(model)
+        self.space = _resolve_space(space, fix, choices, model_dims=model is None)
+        if settings.worker_count > 1:  # workers import the builder and load the data
+            settings.model = reference(model)
+            if arrays[0] is not None:
+                settings.dataset = datasets.save_arrays(*arrays, "mlruns/datasets")
+                arrays = (None,) * 3
+        if arrays[0] is not None:
+            self.data = datasets.from_arrays(*arrays, seed=settings.seed,
+                                             targets=settings.loss is not None)
             settings.dataset = self.data.name
         else:
             self.data = datasets.load(settings.dataset, settings.seed, settings.samples,
-                                      settings.features, settings.classes)
+                                      settings.features, settings.classes,
+                                      targets=settings.loss is not None)
+        check_builder(self.build, self.space.example(), self.data, settings.loss,
+                      settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
             "-pareto" if settings.objective == "pareto" else "")
-
     def run(self, progress):
         from search import engines
         from search.tracking import Tracker, resolve_tracking_uri
@@ -131,6 +173,8 @@ class _Search:
         self.where = where
         tracker.start_parent(
             params={"engine": s.engine, "dataset": s.dataset, "objective": s.objective,
+                    "metric": s.metric, "direction": s.chosen_direction,
+                    "model": s.model or getattr(self.build, "__qualname__", "model"),
                     **chosen, "trials": s.trials, "timeout": s.timeout, "epochs": s.epochs,
                     "batch_size": s.batch_size, "seed": s.seed,
                     "backend": self.keras.backend.backend(),
@@ -139,8 +183,7 @@ class _Search:
         tracker.client.log_dict(tracker.parent_id, self.space.to_dict(), "space.json")
 
     def _trials(self, engine, study, tracker, progress):
-        from search.artifacts import log_search_artifacts
-        from search.report import Progress, best_summary, table
+        from search.report import Progress
 
         s = self.settings
         if s.mixed_precision:
@@ -161,26 +204,47 @@ class _Search:
                 parallel.launch(s.engine, study, s, tracker, on_trial)
             else:
                 engine.optimize(study, self.space, self.data, s.trial_settings(), tracker,
-                                s.trials, s.timeout, callbacks=[on_trial])
+                                s.trials, s.timeout, callbacks=[on_trial], build=self.build)
+        return self._conclude(engine, study, tracker, ran)
+
+    def _conclude(self, engine, study, tracker, ran):
+        """Rank, evaluate the winner on the test split, log artifacts, close the parent."""
+        from search import winner
+        from search.artifacts import log_search_artifacts
+        from search.report import best_summary, searched, table
+
+        s = self.settings
         best = [TrialSummary.of(t) for t in engine.best_trials(study)]
+        if s.objective == "pareto":  # the front, ranked by the metric
+            sign = -1 if s.chosen_direction == "maximize" else 1
+            best.sort(key=lambda t: (sign * t.value, t.number))
+        scores, config_path, model_uri = {}, None, None
+        if best:
+            scores, config_path, model_uri = winner.conclude(
+                tracker, best[0], self.data, s.batch_size, s.loss, s.metrics)
+        columns = searched(self.space)
         log_search_artifacts(tracker, engine.as_optuna_study(study))
-        tracker.finish_parent("FINISHED", best_summary(best, s.objective), table(best))
-        return SearchResult(best, ran, self.study_name, s.engine, s.objective, self.where,
-                            tracker.uri, tracker.parent_id, len(engine.finished_trials(study)))
+        tracker.finish_parent("FINISHED", best_summary(best, s.metric),
+                              table(best, columns, s.metric))
+        return SearchResult(best, ran, scores, model_uri,
+                            str(config_path) if config_path else None, self.study_name,
+                            s.engine, s.objective, s.metric, self.where, tracker.uri,
+                            tracker.parent_id, len(engine.finished_trials(study)), columns)
 
 
-def _resolve_space(space, fix, choices):
+def _resolve_space(space, fix, choices, model_dims=True):
     """A `Space` from a Space, a file path or a mapping (None: the default), then fix and
     choices applied."""
-    from search.space import Space, default_space
     from search.dims import load_space_file
+    from search.space import Space, default_space
 
     if space is None:
-        resolved = default_space()
+        resolved = default_space(model_dims)
     elif isinstance(space, Space):
         resolved = space
     elif isinstance(space, dict):
-        resolved = default_space().with_overrides(space, "space")
+        resolved = default_space(model_dims).with_overrides(space, "space")
     else:
-        resolved = default_space().with_overrides(load_space_file(space), f"space file {space}")
+        resolved = default_space(model_dims).with_overrides(load_space_file(space),
+                                                            f"space file {space}")
     return resolved.with_cli(fix, choices)

@@ -10,9 +10,11 @@ import importlib.util
 import inspect
 import os
 import sys
+import warnings
 
 from search import UsageError
-from search.names import BACKENDS, DATASETS_HELP, ENGINES, OBJECTIVES, PRUNERS, STORAGE_ENV, TUNERS
+from search.names import (BACKENDS, DATASETS_HELP, DIRECTIONS, ENGINES, OBJECTIVES, PRUNERS,
+                          SAMPLERS, STORAGE_ENV, TUNERS)
 
 # What `pip install "keras-relu[search]"` brings and every command needs.
 SEARCH_EXTRA = ("optuna", "optuna_integration", "keras_tuner", "mlflow", "sklearn", "yaml",
@@ -46,6 +48,7 @@ def build_parser():
     _add_worker_parser(commands)
     _add_ui_parser(commands)
     _add_compare_parser(commands)
+    _add_best_parser(commands)
     return parser
 
 
@@ -65,6 +68,13 @@ def _add_search_parser(commands):
     run.add_argument("--epochs", type=_positive(int), default=5, help="epochs per trial (default 5)")
     run.add_argument("--batch-size", type=_positive(int), default=64)
     run.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    run.add_argument("--model", metavar="REF", help="your model builder, MODULE:FUNCTION or "
+                                                    "FILE.py:FUNCTION (default: the built-in "
+                                                    "MLP / CNN)")
+    run.add_argument("--metric", default="val_accuracy",
+                     help="the objective, a key the model logs (default val_accuracy)")
+    run.add_argument("--direction", choices=DIRECTIONS,
+                     help="default: minimize a loss or error, else maximize")
     run.add_argument("--samples", type=_positive(int), default=2000, help="synthetic: samples")
     run.add_argument("--features", type=_positive(int), default=20, help="synthetic: features")
     run.add_argument("--classes", type=_positive(int), default=4, help="synthetic: classes")
@@ -76,6 +86,7 @@ def _add_search_parser(commands):
     run.add_argument("--objective", choices=OBJECTIVES, default="accuracy",
                      help="accuracy: maximise val accuracy; pareto: also minimise dead fraction")
     run.add_argument("--pruner", choices=PRUNERS, help="optuna: median (default), hyperband or none")
+    run.add_argument("--sampler", choices=SAMPLERS, help="optuna: tpe (default), random or gp")
     run.add_argument("--study-name", help="same name resumes the study (default: the dataset); "
                                           "kerastuner keeps it in mlruns/keras_tuner/NAME")
     run.add_argument("--storage", help="optuna: SQLAlchemy URL or journal file "
@@ -110,6 +121,21 @@ def _add_worker_parser(commands):
     w.add_argument("--parent-run-id", help="MLflow parent run (default: the search's)")
     w.add_argument("--backend", choices=BACKENDS)
     w.add_argument("--worker-id", help="name in trials and logs (default HOST:PID)")
+    w.add_argument("--model", metavar="REF", help="the model builder here, if its reference "
+                                                  "stored with the study does not import")
+
+
+def _add_best_parser(commands):
+    best = commands.add_parser("best", help="the best model and config of a search",
+                               description="Print the best config and its scores of the last "
+                                           "finished search of a study, copy its .keras file "
+                                           "and best.yaml out, optionally register the model.")
+    best.add_argument("--study-name", help="default: the most recent search of any study")
+    best.add_argument("--output", default=".", help="folder for <study>.keras and "
+                                                    "<study>.best.yaml (default .)")
+    best.add_argument("--register-model", metavar="NAME",
+                      help="register the model in MLflow's Model Registry as NAME")
+    best.add_argument("--tracking-uri", help="MLflow tracking URI (default as for search)")
 
 
 def _add_ui_parser(commands):
@@ -177,7 +203,31 @@ def _compare(args):
     run_compare(**_keywords(args, run_compare))
 
 
-COMMANDS = {"search": _search, "worker": _worker, "ui": _ui, "compare": _compare}
+def _best(args):
+    from search import runtime, winner
+
+    runtime.import_keras()  # quietly, before MLflow brings it
+
+    best = winner.find(args.study_name, args.tracking_uri)
+    print(f"study {best.study_name!r}: best trial {best.number} (run {best.run_id})")
+    for key, value in sorted(best.metrics.items()):
+        if key.startswith("best_") and key != "best_trial":
+            print(f"  {key} {value:.4g}")
+    print("config: " + ", ".join(f"{k}={v}" for k, v in best.config.items()))
+    print(f"model: {best.model_uri}")
+    keras_file, config = winner.export(best, args.output, args.tracking_uri)
+    print(f"wrote {keras_file} and {config}")
+    if args.register_model:
+        version = winner.register(best, args.register_model, args.tracking_uri)
+        print(f"registered {args.register_model!r} version {version}")
+
+
+COMMANDS = {"search": _search, "worker": _worker, "ui": _ui, "compare": _compare,
+            "best": _best}
+
+
+def _one_line_warning(message, category, *args, **kwargs):
+    return f"keras-relu: warning: {message}\n"
 
 
 def missing_extra():
@@ -208,6 +258,7 @@ def main(argv=None):
               f"{', '.join(missing)}): pip install 'keras-relu[search]'", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         COMMANDS[args.command](args)
         return 0
@@ -222,6 +273,8 @@ def main(argv=None):
         print(f"keras-relu {args.command}: failed: {type(err).__name__}: "
               f"{message[0] if message else ''}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ engines check their own tables against these (a test does too).
 ENGINES = ("optuna", "kerastuner")
 TUNERS = ("random", "bayesian", "hyperband")  # kerastuner
 PRUNERS = ("median", "hyperband", "none")  # optuna
+SAMPLERS = ("tpe", "random", "gp")  # optuna
+DIRECTIONS = ("maximize", "minimize")
 OBJECTIVES = ("accuracy", "pareto")
 BACKENDS = ("tensorflow", "jax", "torch")
 DATASETS_HELP = "digits (default, bundled), synthetic, mnist, fashion_mnist, cifar10 or npz:PATH"

@@ -3,8 +3,8 @@
 import dataclasses
 import math
 
-COLUMNS = ("trial", "activation", "initializer", "batch_norm", "dropout", "clipping",
-           "schedule", "val_accuracy", "dead_fraction")
+COLUMNS = ("activation", "initializer", "batch_norm", "dropout", "clipping", "schedule",
+           "learning_rate", "optimizer", "depth", "width")  # when no space is given
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned"}  # anything else ended as failed
 
 
@@ -13,15 +13,19 @@ class TrialSummary:
     """One ended trial, whichever engine ran it.
 
     `state` is "complete", "pruned" or "failed"; `config` the values of its active
-    dimensions; `run_id` its MLflow child run; `reason` why it was pruned or failed.
+    dimensions; `value` the objective metric's last value; `run_id` its MLflow child run;
+    `model_uri` its logged model, if it improved on the study's best; `reason` why it
+    was pruned or failed.
     """
 
     number: int
     state: str
     config: dict
+    value: float | None = None
     val_accuracy: float | None = None
     dead_fraction: float | None = None
     run_id: str | None = None
+    model_uri: str | None = None
     reason: str = ""
 
     @classmethod
@@ -29,8 +33,9 @@ class TrialSummary:
         """From an Optuna `FrozenTrial` or a KerasTuner `TrialRecord`."""
         attrs = trial.user_attrs
         return cls(trial.number, _STATES.get(trial.state.name, "failed"),
-                   dict(attrs.get("config", {})), attrs.get("val_accuracy"),
-                   attrs.get("dead_fraction"), attrs.get("run_id"), attrs.get("reason", ""))
+                   dict(attrs.get("config", {})), attrs.get("value"), attrs.get("val_accuracy"),
+                   attrs.get("dead_fraction"), attrs.get("run_id"), attrs.get("model_uri"),
+                   attrs.get("reason", ""))
 
 
 class Progress:
@@ -53,47 +58,45 @@ class Progress:
     def on_trial(self, summary):
         if summary.state != "complete":
             self.bar.write(f"trial {summary.number} {summary.state}: {summary.reason}".rstrip(": "))
-        elif summary.val_accuracy is not None:
-            self.bar.set_postfix(last=f"{summary.val_accuracy:.3f}", refresh=False)
+        elif summary.value is not None:
+            self.bar.set_postfix(last=f"{summary.value:.4g}", refresh=False)
         self.bar.update(1)
 
 
 def _cell(config, column):
     value = config.get(column)
-    if column == "clipping" and value not in (None, "none"):
-        return f"{value}={config.get('clip_threshold', 0):.3g}"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.3f}"
+        return "nan" if math.isnan(value) else f"{value:.4g}"
     return "-" if value is None else str(value)
 
 
-def rows(trials):
-    """One row per trial summary: its config plus number, val accuracy and dead fraction."""
-    return [[str(t.number)] + [_cell({**t.config, "val_accuracy": t.val_accuracy,
-                                      "dead_fraction": t.dead_fraction}, c)
-                               for c in COLUMNS[1:]]
-            for t in trials]
+def searched(space):
+    """The dimensions of `space` that vary (what a table of trials must show)."""
+    from search.dims import Fixed
+
+    return tuple(d.name for d in space if not isinstance(d, Fixed))
 
 
-def table(trials):
-    """A fixed-width text table of `trials` (already ordered)."""
-    body = rows(trials)
-    if not body:
+def table(trials, columns=COLUMNS, metric="val_accuracy"):
+    """A fixed-width text table of `trials` (already ordered): number, the `columns` of
+    their configs, the metric and the dead fraction."""
+    if not trials:
         return "(no complete trial)"
-    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
+    columns = [c for c in columns if any(c in t.config for t in trials)]
+    head = ["trial", *columns, metric, "dead_fraction"]
+    body = [[str(t.number), *(_cell(t.config, c) for c in columns),
+             _cell({"v": t.value}, "v"), _cell({"v": t.dead_fraction}, "v")] for t in trials]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in (head, *body)]
     return "\n".join(line.rstrip() for line in lines)
 
 
-def best_summary(trials, objective):
-    """Metrics and params of the best trial (by accuracy) for the parent run."""
-    if not trials:
+def best_summary(best, metric):
+    """Metrics and params of the best trial for the parent run (`best` ordered, best first)."""
+    if not best:
         return None
-    best = max(trials, key=lambda t: t.val_accuracy or 0.0)
-    metrics = {"best_val_accuracy": best.val_accuracy,
-               "best_dead_fraction": best.dead_fraction, "best_trial": best.number}
-    if objective == "pareto":
-        metrics["pareto_front_size"] = len(trials)
+    top = best[0]
+    metrics = {f"best_{metric}": top.value, "best_dead_fraction": top.dead_fraction,
+               "best_trial": top.number, "best_val_accuracy": top.val_accuracy}
     return {"metrics": {k: v for k, v in metrics.items() if v is not None},
-            "params": best.config}
+            "params": top.config}

@@ -9,8 +9,10 @@ import dataclasses
 import math
 
 from search import UsageError
-from search.names import (BACKENDS, DEFAULT_STORAGE, ENGINES, OBJECTIVES, PRUNERS,
-                          TUNERS)
+from search.names import (BACKENDS, DEFAULT_STORAGE, DIRECTIONS, ENGINES, OBJECTIVES,
+                          PRUNERS, SAMPLERS, TUNERS)
+
+_MINIMIZED = ("loss", "error", "mse", "mae", "dead_fraction", "dormant_fraction")
 
 
 @dataclasses.dataclass
@@ -21,9 +23,16 @@ class SearchSettings:
         dataset: `digits`, `synthetic`, `mnist`, `fashion_mnist`, `cifar10`, `npz:PATH`,
             or the name given to in-memory arrays.
         samples, features, classes: the size of the `synthetic` data set.
+        model: the model builder's reference, `module:function` or `file.py:function`
+            (see `search.builders`); None: the built-in MLP / CNN.
         engine: `optuna` or `kerastuner`; `tuner` (kerastuner: random, bayesian,
-            hyperband) and `pruner` (optuna: median, hyperband, none) choose within it.
-        objective: `accuracy`, or `pareto` (also minimise the dead fraction; optuna).
+            hyperband), `pruner` (optuna: median, hyperband, none) and `sampler` (optuna:
+            tpe, random, gp) choose within it.
+        metric, direction: the objective, a key the model logs (default `val_accuracy`);
+            `maximize` or `minimize` (default: minimize a loss or error, else maximize).
+        objective: `accuracy` (the metric alone), or `pareto` (the metric and the dead
+            fraction; optuna).
+        loss, metrics: compile arguments for a model that is not a plain classifier.
         trials, timeout: trials this invocation runs; stop starting trials after seconds.
         epochs, batch_size, seed: per trial.
         study_name: the same name resumes the study (default: the data set's name).
@@ -37,13 +46,19 @@ class SearchSettings:
     """
 
     dataset: str = "digits"
+    model: str | None = None
     samples: int = 2000
     features: int = 20
     classes: int = 4
     engine: str = "optuna"
     tuner: str | None = None
     pruner: str | None = None
+    sampler: str | None = None
+    metric: str = "val_accuracy"
+    direction: str | None = None
     objective: str = "accuracy"
+    loss: object = None
+    metrics: object = None
     trials: int = 20
     timeout: float | None = None
     epochs: int = 5
@@ -67,10 +82,13 @@ class SearchSettings:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UsageError(f"seed must be an integer, got {self.seed!r}")
         for name, valid in (("engine", ENGINES), ("objective", OBJECTIVES),
-                            ("backend", BACKENDS), ("tuner", TUNERS), ("pruner", PRUNERS)):
+                            ("backend", BACKENDS), ("tuner", TUNERS), ("pruner", PRUNERS),
+                            ("sampler", SAMPLERS), ("direction", DIRECTIONS)):
             value = getattr(self, name)
             if value is not None and value not in valid:
                 raise UsageError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise UsageError(f"metric must be a name the model logs, got {self.metric!r}")
         self._check_engine_options()
         if self.study_name is not None and not str(self.study_name).strip():
             raise UsageError("study_name must not be empty")
@@ -80,7 +98,7 @@ class SearchSettings:
         if self.engine == "optuna":
             given = {"tuner": self.tuner, "overwrite": self.overwrite}
         else:
-            given = {"pruner": self.pruner, "storage": self.storage,
+            given = {"pruner": self.pruner, "sampler": self.sampler, "storage": self.storage,
                      "objective pareto": self.objective == "pareto"}
         other = "kerastuner" if self.engine == "optuna" else "optuna"
         for option, value in given.items():
@@ -110,11 +128,23 @@ class SearchSettings:
     def chosen_tuner(self):
         return self.tuner or "random"
 
+    @property
+    def chosen_sampler(self):
+        return self.sampler or "tpe"
+
+    @property
+    def chosen_direction(self):
+        """As given, else `minimize` for a loss or an error, `maximize` for the rest."""
+        if self.direction:
+            return self.direction
+        return "minimize" if any(w in self.metric for w in _MINIMIZED) else "maximize"
+
     def trial_settings(self):
         """What the trial runner needs of these settings."""
         from search.trial import TrialSettings
 
-        return TrialSettings(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)
+        return TrialSettings(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+                             metric=self.metric, loss=self.loss, metrics=self.metrics)
 
     def to_dict(self):
         """Plain data for a worker; a URL's password is never stored (a worker takes the
@@ -122,6 +152,9 @@ class SearchSettings:
         from search.tracking import mask_url
 
         data = dataclasses.asdict(self)
+        if not _plain(self.loss) or not _plain(self.metrics):
+            raise UsageError("loss= and metrics= must be names Keras knows (strings) when "
+                             "workers in other processes need them")
         for key in ("storage", "tracking_uri"):
             if data[key] and mask_url(data[key]) != data[key]:
                 data[key] = None
@@ -132,6 +165,15 @@ class SearchSettings:
         """The settings `to_dict` stored; keys of a newer version are ignored."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def _plain(value):
+    """A value JSON keeps as it is: None, a string, or a list/dict of strings."""
+    if value is None or isinstance(value, str):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, dict) and all(_plain(v) for v in value.values())
 
 
 def _positive(name, value, kind, optional=False):

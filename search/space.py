@@ -14,7 +14,8 @@ import keras_relu
 from search import UsageError
 from search.dims import (BOOLEAN, Choice, Fixed, Float, Int, Number, domain_of,
                          load_space_file, parse_dim, split_pair)
-from search.models import CLIPPINGS, INITIALIZERS, OPTIMIZERS, SCHEDULES
+from search.builders import INITIALIZERS
+from search.optimizers import CLIPPINGS, OPTIMIZERS, SCHEDULES
 
 __all__ = ["Choice", "Fixed", "Float", "Int", "Space", "DOMAINS", "default_space", "build_space"]
 
@@ -37,8 +38,9 @@ DOMAINS = {
 }
 
 
-def default_space():
-    """The space `keras-relu search` explores unless told otherwise."""
+def default_space(model_dims=True):
+    """The space `keras-relu search` explores unless told otherwise; `model_dims=False`
+    leaves out the built-in model's depth and width (for the user's own model)."""
     clipped = ("clipping", ("clipnorm", "clipvalue", "global_clipnorm"))
     return Space((
         Choice("activation", tuple(keras_relu.ACTIVATIONS)),
@@ -53,8 +55,7 @@ def default_space():
         Float("learning_rate", 1e-4, 3e-2, log=True),
         Choice("optimizer", OPTIMIZERS),
         Float("momentum", 0.5, 0.99, when=("optimizer", ("sgd",))),
-        Int("depth", 1, 3),
-        Int("width", 32, 256, log=True),
+        *((Int("depth", 1, 3), Int("width", 32, 256, log=True)) if model_dims else ()),
     ))
 
 
@@ -150,6 +151,16 @@ class Space:
     def from_dict(cls, spec, source="space"):
         """The space `spec` declares, exactly (the inverse of `to_dict`)."""
         return cls(()).with_overrides(spec, source)
+
+    def example(self):
+        """A config of this space without search: each active dimension's fixed value,
+        first choice or lower bound (to try a model builder once)."""
+        config = {}
+        for dim in self.dims:
+            if dim.active(config):
+                config[dim.name] = (dim.value if isinstance(dim, Fixed) else dim.values[0]
+                                    if isinstance(dim, Choice) else dim.low)
+        return config
 
     def fixed(self, config):
         """The space in which each dimension of `config` is fixed to its value."""

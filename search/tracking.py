@@ -78,7 +78,7 @@ class Tracker:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # schema set-up lines
 
         self._entities = mlflow.entities
-        self.uri = uri
+        self.uri, self.experiment_name = uri, experiment_name
         if uri.startswith("sqlite:///"):
             pathlib.Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=uri)
@@ -115,6 +115,17 @@ class Tracker:
         except MlflowException:  # a worker on another tracking store
             return False
         return True
+
+    def child_tag(self, number, key):
+        """Tag `key` of the latest child run of trial `number` under the parent (or None)."""
+        self.flush()
+        query = (f"tags.trial_number = '{number}' and "
+                 f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
+        for run in self.client.search_runs([self.experiment_id], filter_string=query,
+                                           order_by=["attributes.start_time DESC"]):
+            if run.data.tags.get(key):
+                return run.data.tags[key]
+        return None
 
     def close_trial_run(self, number, reason, status="FAILED", state="failed"):
         """Close the still running child run of trial `number` under the parent run."""
@@ -172,6 +183,17 @@ class Tracker:
             future.result()
 
 
+def _signature(infer_signature, model, sample):
+    """The model's MLflow signature from `sample` inputs and its output shape (a predict
+    here would retrace every trial's new model on TensorFlow)."""
+    import numpy as np
+
+    if len(model.outputs) != 1:
+        return None
+    shape = (len(sample), *model.outputs[0].shape[1:])
+    return infer_signature(sample, np.zeros(shape, "float32"))
+
+
 class ChildRun:
     """One trial's run: created, fed per-epoch metrics and closed in the writer thread."""
 
@@ -211,6 +233,25 @@ class ChildRun:
                 self.tracker.client.log_artifact(self.run_id, path)
         except Exception as err:  # a missing plot must not fail the trial
             _log.warning("no %s for run %s: %s", HISTORY_PLOT, self.run_id, err)
+
+    def log_model(self, model, sample):
+        """Log the fitted `model` to this run with MLflow's Keras flavour (a `.keras` file
+        inside), its signature read off `sample` inputs; returns its `models:/m-...` URI,
+        which `mlflow.keras.load_model` and `mlflow.register_model` take."""
+        import keras
+        import mlflow
+        from mlflow.models import Model, infer_signature
+
+        mlflow.set_tracking_uri(self.tracker.uri)  # where Model.log writes
+        # mlflow.keras.log_model with an explicit run: the active-run stack is per thread.
+        # Given requirements spare MLflow inferring them by reloading the model.
+        info = Model.log(None, name="model", flavor=mlflow.keras, model=model,
+                         run_id=self.run_id,
+                         signature=_signature(infer_signature, model, sample),
+                         pip_requirements=[f"keras=={keras.__version__}", "keras-relu"])
+        self.tracker.submit(lambda: self.tracker.log(self.run_id, tags={"model_uri":
+                                                                       info.model_uri}))
+        return info.model_uri
 
     def finish(self, state, reason=""):
         tags = {"state": state, **({"reason": reason[:5000]} if reason else {})}

@@ -94,8 +94,8 @@ def test_hyperband_rounds_are_tagged_apart(workdir, capsys):
 def test_a_new_dimension_reaches_both_engines_and_bayesian_completes(workdir, monkeypatch):
     declared = default_space
 
-    def with_new_dimensions():
-        return Space((*declared().dims, Float("extra_rate", 0.1, 0.2),
+    def with_new_dimensions(model_dims=True):
+        return Space((*declared(model_dims).dims, Float("extra_rate", 0.1, 0.2),
                       Choice("extra_mode", ("a", "b")),
                       Int("extra_steps", 1, 3, when=("extra_mode", ("b",)))))
 
@@ -147,6 +147,7 @@ def test_resuming_with_another_tuner_or_space_is_refused(workdir, capsys):
     _study("random", "s")
     assert main([*KT, "--tuner", "bayesian", "--study-name", "s", "--trials", "1"]) == 2
     assert "was run with --tuner random" in capsys.readouterr().err
-    assert main([*KT, "--study-name", "s", "--fix", "depth=1", "--trials", "1"]) == 2
+    assert main([*KT, "--study-name", "s", "--fix", "depth=1", "--trials", "1",
+                 "--epochs", "2", "--batch-size", "64"]) == 2
     assert "searched another space" in capsys.readouterr().err
     assert not (workdir / "mlruns" / "mlflow.db").exists()  # refused before any tracking

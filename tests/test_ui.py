@@ -58,16 +58,16 @@ def test_kerastuner_trials_give_the_same_csv_as_optuna():
               "learning_rate": 1e-3, "optimizer": "adam", "depth": 2, "width": 32}
     done, failed = kte.State.COMPLETE, kte.State.FAIL
     records = [
-        kte.TrialRecord(0, done, {"config": config, "val_accuracy": 0.9,
+        kte.TrialRecord(0, done, {"config": config, "value": 0.9, "val_accuracy": 0.9,
                                   "dead_fraction": 0.1, "run_id": "abc"}),
         kte.TrialRecord(1, failed, {"config": {**config, "activation": "elu"},
                                     "reason": "loss became nan"}),
-        kte.TrialRecord(2, done, {"config": {**config, "dropout": 0.3},
+        kte.TrialRecord(2, done, {"config": {**config, "dropout": 0.3}, "value": 0.8,
                                   "val_accuracy": 0.8, "dead_fraction": 0.0}),
     ]
 
     class Study:  # what as_optuna_study reads of a KerasTuner study
-        trials = records
+        trials, direction = records, "maximize"
 
     Study.space = space
     study = kte.as_optuna_study(Study())

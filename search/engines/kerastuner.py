@@ -29,16 +29,16 @@ from search.tracking import MLRUNS
 __all__ = ["ENGINE", "TUNERS", "State", "TrialRecord", "config_of", "hyperparameters", "open_search",
            "optimize", "best_trials"]
 JOB_FILE = "worker.json"
-OBJECTIVE = keras_tuner.Objective("val_accuracy", direction="max")
 PROJECTS = pathlib.Path(MLRUNS) / "keras_tuner"  # under the working directory
-STUDY_FILE = "study.json"  # what the project was made for: tuner, dataset, epochs
+STUDY_FILE = "study.json"  # what the project was made for: tuner, data, budget, metric
 
 
 class Study:
     """A KerasTuner project as the CLI drives it: its tuner and the space it searches."""
 
-    def __init__(self, tuner, tuner_name, space):
+    def __init__(self, tuner, tuner_name, space, metric="val_accuracy", direction="maximize"):
         self.tuner, self.tuner_name, self.space = tuner, tuner_name, space
+        self.metric, self.direction = metric, direction
 
     @property
     def directory(self):
@@ -53,7 +53,8 @@ class Study:
     def record(self, trial):
         """The `TrialRecord` of one of the tuner's trials (None while it runs)."""
         job = self.tuner.job
-        return record(self.space, trial, job.run_ids.get(trial.trial_id) if job else None)
+        known = job.known.get(trial.trial_id, {}) if job else {}
+        return record(self.space, trial, self.metric, **known)
 
 
 def project_dir(study_name):
@@ -61,9 +62,11 @@ def project_dir(study_name):
 
 
 def open_search(settings, study_name, space, dataset):
-    """The tuner of one search: tuner, epochs (Hyperband's budget), seed from `settings`."""
+    """The tuner of one search: tuner, epochs (Hyperband's budget), seed, objective from
+    `settings`."""
     return open_study(settings.chosen_tuner, study_name, space, dataset, settings.epochs,
-                      settings.seed, settings.overwrite)
+                      settings.seed, settings.overwrite, settings.metric,
+                      settings.chosen_direction, settings.batch_size)
 
 
 def describe(settings, study):
@@ -86,11 +89,10 @@ def join_study(study_name, storage_url=None):
                          "`keras-relu search --engine kerastuner --workers N`") from None
     from search.space import Space
 
-    settings = job["settings"]
-    study = open_study(settings["tuner"] or "random", study_name,
-                       Space.from_dict(job["space"]), settings["dataset"], settings["epochs"],
-                       settings["seed"])
-    return study, job
+    from search.settings import SearchSettings
+
+    settings = SearchSettings.from_dict(job["settings"])
+    return open_search(settings, study_name, Space.from_dict(job["space"]), settings.dataset), job
 
 
 def finished_trials(study):
@@ -98,16 +100,18 @@ def finished_trials(study):
     return study.trials
 
 
-def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite=False):
+def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite=False,
+               metric="val_accuracy", direction="maximize", batch_size=None):
     """KerasTuner's tuner `tuner_name` on a new project `study_name`, or resuming it
-    (refused if it was made for another tuner, dataset, space or Hyperband budget)."""
+    (refused if it was made for another tuner, dataset, epochs, batch size, metric or
+    space)."""
     if tuner_name not in TUNERS:
         raise UsageError(f"unknown tuner {tuner_name!r}; valid: {', '.join(TUNERS)}")
     if study_name in ("", ".", "..") or pathlib.PurePath(study_name).name != study_name:
         raise UsageError(f"--study-name {study_name!r} must be a plain name, not a path")
     folder = project_dir(study_name)
-    made_for = {"tuner": tuner_name, "dataset": dataset,
-                **({"epochs": epochs} if tuner_name == "hyperband" else {})}
+    made_for = {"tuner": tuner_name, "dataset": dataset, "epochs": epochs, "metric": metric,
+                "direction": direction, **({"batch_size": batch_size} if batch_size else {})}
     resume = not overwrite and folder.exists()
     if resume:
         _check_resumable(study_name, folder, made_for)
@@ -116,7 +120,8 @@ def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite
               if tuner_name == "hyperband" else {"max_trials": 1})  # max_trials: see optimize
     with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
         tuner = TUNERS[tuner_name](
-            objective=OBJECTIVE, hyperparameters=hp, allow_new_entries=False,
+            objective=keras_tuner.Objective(metric, "max" if direction == "maximize" else "min"),
+            hyperparameters=hp, allow_new_entries=False,
             # KerasTuner draws a random seed for seed 0; failed trials never stop a search.
             seed=seed + 1 if seed >= 0 else seed, max_consecutive_failed_trials=sys.maxsize,
             directory=str(folder.parent), project_name=folder.name, overwrite=overwrite,
@@ -129,7 +134,7 @@ def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite
                          "another --study-name or pass --overwrite")
     tuner.save()  # the oracle's space, so that a later run can check it
     (folder / STUDY_FILE).write_text(json.dumps(made_for))
-    return Study(tuner, tuner_name, space)
+    return Study(tuner, tuner_name, space, metric, direction)
 
 
 def _check_resumable(study_name, folder, made_for):
@@ -139,12 +144,13 @@ def _check_resumable(study_name, folder, made_for):
         old = {}
     for key, value in made_for.items():
         if old.get(key, value) != value:
-            raise UsageError(f"study {study_name!r} was run with --{key} {old[key]}; "
-                             "choose another --study-name or pass --overwrite")
+            raise UsageError(f"study {study_name!r} was run with --{key.replace('_', '-')} "
+                             f"{old[key]}, not {value}; choose another --study-name or pass "
+                             "--overwrite")
 
 
 def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=None,
-             callbacks=(), worker=None):
+             callbacks=(), worker=None, build=None):
     """Run `n_trials` more trials (or until `timeout`) through the shared trial runner;
     each callback is called as `callback(study, TrialRecord)` after every trial.
     (`space` is the study's and KERASTUNER_TUNER_ID names a worker: the signature is
@@ -153,7 +159,7 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
 
     tuner = study.tuner
     deadline = time.monotonic() + timeout if timeout else None
-    tuner.job = Job(study, data, settings, tracker, deadline, tuple(callbacks))
+    tuner.job = Job(study, data, settings, tracker, deadline, tuple(callbacks), build)
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # the oracle's owner
         tuner.oracle.max_trials = len(tuner.oracle.trials) + n_trials if n_trials else None
     freeze_long_lived_objects()
@@ -175,13 +181,14 @@ def as_optuna_study(study):
     states = {State.COMPLETE: optuna.trial.TrialState.COMPLETE,
               State.FAIL: optuna.trial.TrialState.FAIL}
     dists = distributions(study.space)
-    converted = optuna.create_study(direction="maximize")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created"
+    converted = optuna.create_study(direction=study.direction)
     for ended in study.trials:
         attrs = ended.user_attrs
         params = {k: v for k, v in attrs["config"].items() if k in dists}
         complete = ended.state is State.COMPLETE
         converted.add_trial(optuna.trial.create_trial(
-            state=states[ended.state], values=[attrs["val_accuracy"]] if complete else None,
+            state=states[ended.state], values=[attrs["value"]] if complete else None,
             params=params, distributions={k: dists[k] for k in params},
             user_attrs={**{k: v for k, v in attrs.items() if v not in (None, "")},
                         "engine_trial": ended.number}))

@@ -50,25 +50,26 @@ class State(enum.Enum):  # named like Optuna's TrialState, valued like KerasTune
 @dataclasses.dataclass
 class TrialRecord:
     """An ended KerasTuner trial as `search.report` reads trials: number, state, user_attrs
-    (config, val_accuracy, dead_fraction, reason, run_id)."""
+    (config, value, val_accuracy, dead_fraction, reason, run_id, model_uri)."""
 
     number: int
     state: State
     user_attrs: dict
 
 
-def record(space, trial, run_id=None):
-    """The `TrialRecord` of an ended KerasTuner trial (None if it has not ended)."""
+def record(space, trial, metric="val_accuracy", **known):
+    """The `TrialRecord` of an ended KerasTuner trial (None if it has not ended); `known`
+    adds what this process knows of it (run_id, model_uri)."""
     if trial.status not in {s.value for s in State}:
         return None
     attrs = {"config": config_of(space, trial.hyperparameters.values)}
-    for key in ("val_accuracy", "dead_fraction"):
+    for key, name in ((metric, "value"), ("val_accuracy", "val_accuracy"),
+                      ("dead_fraction", "dead_fraction")):
         if trial.metrics.exists(key):
-            attrs[key] = trial.metrics.get_last_value(key)
+            attrs[name] = trial.metrics.get_last_value(key)
     if trial.message:  # a traceback; its last line ends with the reason
         attrs["reason"] = trial.message.strip().splitlines()[-1].partition(": ")[2]
-    if run_id:
-        attrs["run_id"] = run_id
+    attrs.update({k: v for k, v in known.items() if v})
     return TrialRecord(int(trial.trial_id), State(trial.status), attrs)
 
 
@@ -94,7 +95,8 @@ class Job:
     tracker: object
     deadline: float | None
     callbacks: tuple
-    run_ids: dict = dataclasses.field(default_factory=dict)  # trial_id -> MLflow run
+    build: object = None  # the model builder; None: the built-in
+    known: dict = dataclasses.field(default_factory=dict)  # trial_id -> run_id, model_uri
 
 
 class _SharedTrialRunner:
@@ -118,14 +120,26 @@ class _SharedTrialRunner:
         tracker = _TaggedTracker(job.tracker, tags) if job.tracker else None
         try:
             result = run_trial(config_of(job.study.space, values), job.data, settings,
-                               number=int(trial.trial_id), engine=ENGINE, tracker=tracker)
+                               number=int(trial.trial_id), engine=ENGINE, tracker=tracker,
+                               keep_model=self._improves,
+                               **({"build": job.build} if job.build else {}))
         except Exception as err:  # a bug, not a bad configuration: stop the search
             raise keras_tuner.errors.FatalError(f"{type(err).__name__}: {err}") from err
-        job.run_ids[trial.trial_id] = result.run_id
+        job.known[trial.trial_id] = {"run_id": result.run_id, "model_uri": result.model_uri}
         if result.state == "failed":
             raise keras_tuner.errors.FailedTrialError(result.reason)
-        return {k: getattr(result, k) for k in ("val_accuracy", "dead_fraction")
-                if getattr(result, k) is not None}
+        found = {settings.metric: result.value, "val_accuracy": result.val_accuracy,
+                 "dead_fraction": result.dead_fraction}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def _improves(self, value):
+        """Whether `value` beats the oracle's best trial so far (the first does)."""
+        best = self.oracle.get_best_trials(1)
+        if not best or best[0].score is None:
+            return True
+        if self.oracle.objective.direction == "max":
+            return value > best[0].score
+        return value < best[0].score
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

@@ -1,7 +1,8 @@
 """The Optuna engine: the space as `suggest_*` calls, storage, study, pruning, optimize.
 
-Single objective: maximise validation accuracy. Multi-objective ("pareto"): maximise
-accuracy and minimise the dead fraction; Optuna cannot prune those, so no pruner.
+Single objective: the chosen metric (validation accuracy unless told otherwise).
+Multi-objective ("pareto"): the metric and the dead fraction (minimised); Optuna cannot
+prune those, so no pruner.
 What a worker needs to join (settings, space, parent run) is the study's `search`
 user attribute.
 """
@@ -13,12 +14,11 @@ import warnings
 import optuna
 
 from search import UsageError
-from search.names import DEFAULT_STORAGE, PRUNERS
-from search.space import Choice, Fixed, Float, Int
+from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
+from search.names import DEFAULT_STORAGE
 from search.tracking import mask_url
 
 ENGINE = "optuna"
-OBJECTIVES = {"accuracy": ("maximize",), "pareto": ("maximize", "minimize")}
 JOB_ATTR = "search"  # the study user attribute holding a worker's job
 HEARTBEAT = {"heartbeat_interval": 3, "grace_period": 10}  # seconds; RDB storages only
 MAX_RETRY = 3  # a trial whose worker died is retried at most this often
@@ -26,36 +26,6 @@ MAX_RETRY = 3  # a trial whose worker died is retried at most this often
 
 class TrialFailed(RuntimeError):
     """A trial that failed in a way the study survives (e.g. a NaN loss)."""
-
-
-def distributions(space):
-    """Optuna distributions of the searched dimensions (fixed ones are not suggested)."""
-    dists = {}
-    for dim in space:
-        if isinstance(dim, Choice):
-            dists[dim.name] = optuna.distributions.CategoricalDistribution(dim.values)
-        elif isinstance(dim, Float):
-            dists[dim.name] = optuna.distributions.FloatDistribution(dim.low, dim.high, log=dim.log)
-        elif isinstance(dim, Int):
-            dists[dim.name] = optuna.distributions.IntDistribution(dim.low, dim.high, log=dim.log)
-    return dists
-
-
-def suggest(trial, space):
-    """A config for `trial`: each active dimension in declaration order."""
-    config = {}
-    for dim in space:
-        if not dim.active(config):
-            continue
-        if isinstance(dim, Fixed):
-            config[dim.name] = dim.value
-        elif isinstance(dim, Choice):
-            config[dim.name] = trial.suggest_categorical(dim.name, dim.values)
-        elif isinstance(dim, Float):
-            config[dim.name] = trial.suggest_float(dim.name, dim.low, dim.high, log=dim.log)
-        else:
-            config[dim.name] = trial.suggest_int(dim.name, dim.low, dim.high, log=dim.log)
-    return config
 
 
 def open_storage(url=None):
@@ -117,27 +87,22 @@ def _driver(url):
     return url
 
 
-def make_pruner(name, epochs):
-    if name == "median":
-        return optuna.pruners.MedianPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs))
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise UsageError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
-
-
 def open_search(settings, study_name, space, dataset):
-    """The study of one search: storage, objective, seed and pruner from `settings`."""
+    """The study of one search: storage, objective, seed, sampler and pruner from
+    `settings`; a resumed study must have been run with the same data and budget."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(settings.storage)
+    made_for = {"epochs": settings.epochs, "batch_size": settings.batch_size,
+                "metric": settings.metric}
     return open_study(study_name, storage, settings.objective, space, dataset, settings.seed,
-                      make_pruner(settings.chosen_pruner, settings.epochs))
+                      make_pruner(settings.chosen_pruner, settings.epochs),
+                      settings.chosen_sampler, settings.chosen_direction, made_for)
 
 
 def describe(settings, study):
     """Where the study lives (password masked) and the engine's own choices."""
-    return mask_url(settings.storage_url), {"pruner": settings.chosen_pruner}
+    return mask_url(settings.storage_url), {"pruner": settings.chosen_pruner,
+                                            "sampler": settings.chosen_sampler}
 
 
 def store_job(study, job):
@@ -157,7 +122,7 @@ def join_study(study_name, storage_url):
     multi = settings["objective"] == "pareto"
     study = optuna.load_study(
         study_name=study_name, storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=settings["seed"] + os.getpid()),
+        sampler=make_sampler(settings.get("sampler") or "tpe", settings["seed"] + os.getpid()),
         pruner=optuna.pruners.NopPruner() if multi else
         make_pruner(settings.get("pruner") or "median", settings["epochs"]))
     return study, job
@@ -172,37 +137,48 @@ def as_optuna_study(study):
     return study
 
 
-def open_study(name, storage, objective, space, dataset, seed=0, pruner=None):
-    """Create or resume study `name`; refuse one made for another objective, data or space."""
-    directions = OBJECTIVES[objective]
+_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "metric": "--metric"}
+
+
+def open_study(name, storage, objective, space, dataset, seed=0, pruner=None, sampler="tpe",
+               direction="maximize", made_for=None):
+    """Create or resume study `name`; refuse one made for another objective, data, budget
+    (`made_for`: epochs, batch_size, metric) or space."""
+    directions = (direction,) if objective == "accuracy" else (direction, "minimize")
+    made_for = {"dataset": dataset, **(made_for or {})}
     try:
         previous = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         previous = None
     if previous is not None:
-        _check_resumable(previous, directions, space, dataset)
+        _check_resumable(previous, directions, space, made_for)
     count = len(previous.trials) if previous else 0
     study = optuna.create_study(
         study_name=name, storage=storage, directions=list(directions), load_if_exists=True,
         # A resumed study gets a new seed, or it would replay its first trials.
-        sampler=optuna.samplers.TPESampler(seed=seed + count),
+        sampler=make_sampler(sampler, seed + count),
         pruner=pruner if len(directions) == 1 and pruner is not None else optuna.pruners.NopPruner(),
     )
-    if previous is None:
-        study.set_user_attr("dataset", dataset)
+    for key, value in made_for.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
     return study
 
 
-def _check_resumable(study, directions, space, dataset):
+def _check_resumable(study, directions, space, made_for):
     name = study.study_name
     wanted = [getattr(optuna.study.StudyDirection, d.upper()) for d in directions]
     if list(study.directions) != wanted:
-        raise UsageError(f"study {name!r} has another objective; choose another --study-name")
-    if study.user_attrs.get("dataset", dataset) != dataset:
-        raise UsageError(
-            f"study {name!r} was run on dataset {study.user_attrs['dataset']!r}; "
-            "choose another --study-name"
-        )
+        raise UsageError(f"study {name!r} has another objective or direction; choose another "
+                         "--study-name")
+    for key, value in made_for.items():
+        old = study.user_attrs.get(key, value)
+        if old != value and key == "dataset":
+            raise UsageError(f"study {name!r} was run on dataset {old!r}; choose another "
+                             "--study-name")
+        if old != value:
+            raise UsageError(f"study {name!r} was run with {_FLAGS[key]} {old}, not {value}; "
+                             "keep it or choose another --study-name")
     dists = distributions(space)
     for trial in study.get_trials(deepcopy=False):
         for param, old in trial.distributions.items():
@@ -216,10 +192,22 @@ def _check_resumable(study, directions, space, dataset):
                     ) from None
 
 
+def improves(study, value):
+    """Whether `value` of the first objective beats every complete trial's so far."""
+    done = [t.values[0] for t in study.get_trials(deepcopy=False,
+                                                    states=(optuna.trial.TrialState.COMPLETE,))]
+    if not done:
+        return True
+    if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE:
+        return value > max(done)
+    return value < min(done)
+
+
 def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=None,
-             callbacks=(), worker=None):
+             callbacks=(), worker=None, build=None):
     """Run trials through the shared trial runner until `n_trials` or `timeout`;
-    `worker` names this process in each trial's user attributes (see search.parallel)."""
+    `worker` names this process in each trial's user attributes (see search.parallel);
+    `build` is the model builder (None: the built-in)."""
     from optuna_integration import KerasPruningCallback
 
     from search.trial import freeze_long_lived_objects, run_trial
@@ -238,11 +226,12 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
             trial.set_user_attr("worker", worker)
         config = suggest(trial, space)
         trial.set_user_attr("config", config)
-        pruning = [] if multi else [KerasPruningCallback(trial, "val_accuracy")]
+        pruning = [] if multi else [KerasPruningCallback(trial, settings.metric)]
         result = run_trial(config, data, settings, number=trial.number, engine=ENGINE,
-                           tracker=tracker, callbacks=pruning,
-                           pruned_errors=(optuna.TrialPruned,))
-        for key in ("dead_fraction", "val_accuracy", "run_id"):
+                           tracker=tracker, callbacks=pruning, pruned_errors=(optuna.TrialPruned,),
+                           keep_model=lambda value: improves(study, value),
+                           **({"build": build} if build else {}))
+        for key in ("value", "dead_fraction", "val_accuracy", "run_id", "model_uri"):
             if getattr(result, key) is not None:
                 trial.set_user_attr(key, getattr(result, key))
         if result.state == "pruned":
@@ -251,9 +240,7 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
         if result.state == "failed":
             trial.set_user_attr("reason", result.reason)
             raise TrialFailed(result.reason)
-        if multi:
-            return result.val_accuracy, result.dead_fraction
-        return result.val_accuracy
+        return (result.value, result.dead_fraction) if multi else result.value
 
     freeze_long_lived_objects()
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
@@ -261,9 +248,10 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
 
 
 def best_trials(study, limit=5):
-    """The Pareto front (multi-objective) or the `limit` best complete trials."""
+    """The Pareto front (multi-objective) or the `limit` best complete trials, best first."""
     if len(study.directions) > 1:
         return sorted(study.best_trials, key=lambda t: t.number)
     done = [t for t in study.get_trials(deepcopy=False)
             if t.state == optuna.trial.TrialState.COMPLETE]
-    return sorted(done, key=lambda t: -t.value)[:limit]
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    return sorted(done, key=lambda t: (sign * t.value, t.number))[:limit]

@@ -13,9 +13,11 @@ from search.names import STORAGE_ENV
 
 
 def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=None,
-               tracking_uri=None, parent_run_id=None, backend=None, worker_id=None):
+               tracking_uri=None, parent_run_id=None, backend=None, worker_id=None,
+               model=None):
     """Join `study_name` and run `trials` of its trials (a KerasTuner worker runs until
-    its chief has none left); child runs go under the search's parent run."""
+    its chief has none left); child runs go under the search's parent run. `model`
+    overrides the builder reference stored with the study (another path here)."""
     from search import engines
 
     with runtime.sigterm_as_interrupt():
@@ -32,6 +34,8 @@ def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=Non
         if chief:  # KerasTuner's oracle: serves trials, runs none
             module.optimize(study, None, None, None, n_trials=trials)
             return
+        if model:
+            job["settings"]["model"] = model
         _work(module, study, job, study_name, trials, timeout, tracking_uri,
               parent_run_id or job.get("parent_run_id"),
               worker_id or f"{socket.gethostname()}:{os.getpid()}")
@@ -53,13 +57,15 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
     import keras
 
     from search import data as datasets
+    from search.models import load_builder
     from search.settings import SearchSettings
     from search.space import Space
     from search.tracking import Tracker, resolve_tracking_uri
 
     settings = SearchSettings.from_dict(job["settings"])
+    build = load_builder(settings.model)
     data = datasets.load(settings.dataset, settings.seed, settings.samples, settings.features,
-                         settings.classes)
+                         settings.classes, targets=settings.loss is not None)
     tracker = Tracker(resolve_tracking_uri(tracking_uri or settings.tracking_uri), study_name)
     tracker.child_tags = {"worker": wid, **({"device": os.environ["CUDA_VISIBLE_DEVICES"]}
                                             if "CUDA_VISIBLE_DEVICES" in os.environ else {})}
@@ -72,7 +78,8 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
         keras.mixed_precision.set_global_policy(runtime.mixed_policy())
     try:
         module.optimize(study, Space.from_dict(job["space"]), data, settings.trial_settings(),
-                        tracker, n_trials=trials, timeout=timeout, worker=wid)
+                        tracker, n_trials=trials, timeout=timeout, worker=wid,
+                        build=build)
         tracker.flush()
     except BaseException as err:
         if own_parent:
