@@ -56,7 +56,7 @@ class Progress:
         self.bar.close()
 
     def on_trial(self, summary):
-        if summary.state != "complete":
+        if summary.state != "complete" and self.enabled:
             self.bar.write(f"trial {summary.number} {summary.state}: {summary.reason}".rstrip(": "))
         elif summary.value is not None:
             self.bar.set_postfix(last=f"{summary.value:.4g}", refresh=False)
