@@ -34,7 +34,7 @@ STUDY_FILE = "study.json"  # what the project was made for: tuner, data, budget,
 
 
 class Study:
-    """A KerasTuner project as the CLI drives it: its tuner and the space it searches."""
+    """A KerasTuner project as a search drives it: its tuner, space and objective."""
 
     def __init__(self, tuner, tuner_name, space, metric="val_accuracy", direction="maximize"):
         self.tuner, self.tuner_name, self.space = tuner, tuner_name, space
