@@ -40,6 +40,7 @@ import keras
 import numpy as np
 from keras import layers, ops, tree
 
+from keras_relu.graph import WEIGHT_LAYERS, Graph, functional
 from keras_relu.layers import SugarReLU
 from keras_relu.reductions import runner
 
@@ -48,15 +49,10 @@ _ACTIVATION_LAYERS = (SugarReLU, layers.ReLU, layers.LeakyReLU, layers.PReLU,
 # Normalising output activations are not unit-wise: no unit of theirs can die.
 _NOT_UNITWISE = (None, keras.activations.linear, keras.activations.softmax,
                  keras.activations.log_softmax)
-_WEIGHT_LAYERS = (layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D,
-                  layers.Conv3D, layers.Conv1DTranspose, layers.Conv2DTranspose,
-                  layers.Conv3DTranspose, layers.SeparableConv1D,
-                  layers.SeparableConv2D, layers.DepthwiseConv1D,
-                  layers.DepthwiseConv2D)
 
 
 def _is_monitored(layer):
-    if isinstance(layer, _WEIGHT_LAYERS) or isinstance(layer, layers.Activation):
+    if isinstance(layer, WEIGHT_LAYERS) or isinstance(layer, layers.Activation):
         return getattr(layer, "activation", None) not in _NOT_UNITWISE
     return isinstance(layer, _ACTIVATION_LAYERS)
 
@@ -98,13 +94,7 @@ class NeuronStats:
         return logs
 
 
-def _functional(model):
-    if isinstance(model, keras.Sequential):
-        return model._functional
-    return model if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth") else None
-
-
-def _unit_axis(layer, node):
+def _unit_axis(layer, node, graph):
     """The unit axis of `layer`'s output: last, or 1 for channels_first."""
     for _ in range(64):
         if getattr(layer, "data_format", None) is not None:
@@ -113,33 +103,29 @@ def _unit_axis(layer, node):
             return -1
         if isinstance(layer, layers.BatchNormalization):
             return layer.axis if layer.axis == 1 else -1
-        inputs = node.input_tensors if node is not None else []
-        if len(inputs) != 1 or not hasattr(inputs[0], "_keras_history"):
+        inputs = node.input_tensors
+        node = graph.producer(inputs[0]) if len(inputs) == 1 else None
+        if node is None:
             break
-        layer, node_index, _ = inputs[0]._keras_history
-        node = layer._inbound_nodes[node_index]
+        layer = node.operation
     return 1 if keras.config.image_data_format() == "channels_first" else -1
 
 
 def _collect(model):
     """[(layer, tensor, unit axis)] for the monitored layers, in `model`'s graph."""
-    graph = _functional(model)
-    if graph is None:
-        return []
+    graph = Graph(model)
     found = []
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            op = node.operation
-            if node.is_input or op is None:
-                continue
-            if _functional(op) is not None:
-                inner = _collect(op)
-                if inner:
-                    sub = keras.Model(_functional(op).inputs, [t for _, t, _ in inner])
-                    outs = tree.flatten(sub(*node.arguments.args, **node.arguments.kwargs))
-                    found += [(lay, t, ax) for (lay, _, ax), t in zip(inner, outs)]
-            elif _is_monitored(op) and len(node.outputs) == 1:
-                found.append((op, node.outputs[0], _unit_axis(op, node)))
+    for node in graph.nodes:
+        op = node.operation
+        inner_model = functional(op)
+        if inner_model is not None:
+            inner = _collect(op)
+            if inner:
+                sub = keras.Model(inner_model.inputs, [t for _, t, _ in inner])
+                outs = tree.flatten(sub(*node.arguments.args, **node.arguments.kwargs))
+                found += [(lay, t, ax) for (lay, _, ax), t in zip(inner, outs)]
+        elif _is_monitored(op) and len(node.outputs) == 1:
+            found.append((op, node.outputs[0], _unit_axis(op, node, graph)))
     return found
 
 
@@ -262,9 +248,9 @@ def _figures(merged, tau):
 
 
 def _ensure_built(model, x):
-    if isinstance(model, keras.Sequential) and model._functional is None:
+    if isinstance(model, keras.Sequential) and functional(model) is None:
         model(tree.map_structure(lambda a: a[:1], x), training=False)
-    if _functional(model) is None:
+    if functional(model) is None:
         raise ValueError(
             f"neuron_stats needs a Functional or Sequential model; {model.name!r} is "
             f"a subclassed {type(model).__name__}. Wrap its layers in a Functional model.")
