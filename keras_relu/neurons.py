@@ -57,7 +57,12 @@ def _is_monitored(layer):
     return isinstance(layer, _ACTIVATION_LAYERS)
 
 
-@dataclasses.dataclass(frozen=True)
+def _short(units, most=8):
+    units = tuple(units)
+    return str(units) if len(units) <= most else f"({', '.join(map(str, units[:most]))}, ...)"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class LayerStats:
     """The figures of one monitored layer (see the module docstring)."""
 
@@ -71,8 +76,13 @@ class LayerStats:
     zero_fraction: float
     scores: np.ndarray  # the tau-dormant score of each unit
 
+    def __repr__(self):
+        return (f"LayerStats({self.name!r}: {self.units} units, {self.dead_count} dead "
+                f"({self.dead_fraction:.3f}) {_short(self.dead_units)}, {self.dormant_count} "
+                f"dormant ({self.dormant_fraction:.3f}), zero fraction {self.zero_fraction:.3f})")
 
-@dataclasses.dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class NeuronStats:
     """Overall figures over all monitored units, and `layers` by layer name."""
 
@@ -92,6 +102,13 @@ class NeuronStats:
                 for key in ("dead_fraction", "dormant_fraction", "zero_fraction"):
                     logs[f"{key}/{name}"] = getattr(s, key)
         return logs
+
+    def __repr__(self):
+        names = list(self.layers)
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} layers)" if len(names) > 6 else "")
+        return (f"NeuronStats({self.units} units, {self.dead_count} dead "
+                f"({self.dead_fraction:.3f}), dormant fraction {self.dormant_fraction:.3f}, "
+                f"zero fraction {self.zero_fraction:.3f}; layers: {shown or 'none'})")
 
 
 def _unit_axis(layer, node, graph):
@@ -143,10 +160,29 @@ def _check_probe(model, x):
             f"{expected if len(expected) > 1 else expected[0]} (None: any size).")
 
 
+def _samples(x):
+    """The arrays of `x`, checked: each has a sample axis, samples, and the same count."""
+    flat = tree.flatten(x)
+    bad = [a for a in flat if isinstance(a, (str, bytes)) or len(getattr(a, "shape", ())) < 1]
+    if not flat or bad:
+        got = type(bad[0] if bad else x).__name__
+        raise ValueError(
+            "The probe must be an array of samples (a NumPy array or a backend tensor, first "
+            f"axis the samples), or a list/dict of such arrays, one per model input; got {got}.")
+    counts = {int(a.shape[0]) for a in flat}
+    if counts == {0}:
+        raise ValueError("The probe has no samples (its arrays have length 0); give it at "
+                         "least one sample, e.g. x_train or x_val.")
+    if len(counts) != 1:
+        raise ValueError(f"The probe's arrays hold different numbers of samples: {sorted(counts)}.")
+    return [a if isinstance(a, np.ndarray) else ops.convert_to_numpy(a) for a in flat]
+
+
 def draw_probe(x, max_samples=2048, seed=0):
-    """Up to `max_samples` samples of `x`, drawn once with `seed` (all if fewer)."""
-    flat = [ops.convert_to_numpy(a) if not isinstance(a, np.ndarray) else a
-            for a in tree.flatten(x)]
+    """Up to `max_samples` samples of `x`, drawn once with `seed` (all if fewer).
+
+    Raises `ValueError` unless `x` is an array of samples (or a list/dict of them)."""
+    flat = _samples(x)
     n = len(flat[0])
     if max_samples is None or n <= max_samples:
         return tree.pack_sequence_as(x, flat)
@@ -267,7 +303,8 @@ def neuron_stats(model, x, batch_size=256, tau=0.1):
 
     Args:
         model: a built Functional or Sequential model (nested ones included).
-        x: the probe inputs, an array (or a list/dict of arrays, one per input).
+        x: the probe inputs, an array (or a list/dict of arrays, one per input),
+            with at least one sample (else a `ValueError`).
         batch_size: samples per forward pass.
         tau: the dormancy threshold.
 
