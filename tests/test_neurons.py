@@ -187,7 +187,7 @@ def test_monitor_counts_revived_units(rng):
     inp = keras.Input((5,))
     dense = keras.layers.Dense(6, activation="relu")
     model = keras.Model(inp, dense(inp))
-    monitor = DeadNeuronMonitor(probe=rng.normal(size=(50, 5)))
+    monitor = DeadNeuronMonitor(probe=rng.normal(size=(50, 5)), per_layer=True)
     monitor.set_model(model)
     _force(dense, [1, 3])
     monitor.on_train_begin()
@@ -276,7 +276,7 @@ def test_wrong_probe_raises_at_train_begin(rng):
 
 def test_probe_subset_every_and_log_keys(rng):
     x = rng.normal(size=(5000, 4)).astype("float32")
-    monitor = DeadNeuronMonitor(probe=x, max_samples=2048, seed=3, every=2)
+    monitor = DeadNeuronMonitor(probe=x, max_samples=2048, seed=3, every=2, per_layer=True)
     again = DeadNeuronMonitor(probe=x, max_samples=2048, seed=3)
     assert monitor.probe.shape == (2048, 4)
     np.testing.assert_array_equal(monitor.probe, again.probe)
