@@ -1,5 +1,6 @@
 """keras-relu: SUGAR surrogate-gradient ReLU, the activation zoo and dead-neuron metrics for Keras 3."""
 
+from keras_relu.initializers import RandomizedAsymmetric
 from keras_relu.layers import ACTIVATIONS, SugarReLU, activation_layer
 from keras_relu.monitor import DeadNeuronMonitor
 from keras_relu.neurons import neuron_stats
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "DeadNeuronMonitor",
+    "RandomizedAsymmetric",
     "SURROGATES",
     "Surrogate",
     "SugarReLU",
