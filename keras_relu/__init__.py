@@ -5,6 +5,7 @@ from keras_relu.layers import ACTIVATIONS, SugarReLU, activation_layer
 from keras_relu.monitor import DeadNeuronMonitor
 from keras_relu.neurons import neuron_stats
 from keras_relu.plots import plot_neuron_history
+from keras_relu.redo import ReDo
 from keras_relu.sugar import sugar
 from keras_relu.surrogates import SURROGATES, Surrogate, get_surrogate, register_surrogate
 
@@ -14,6 +15,7 @@ __all__ = [
     "ACTIVATIONS",
     "DeadNeuronMonitor",
     "RandomizedAsymmetric",
+    "ReDo",
     "SURROGATES",
     "Surrogate",
     "SugarReLU",

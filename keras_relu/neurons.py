@@ -1,5 +1,8 @@
 """Dead-neuron metrics: `neuron_stats` and the `DeadNeuronMonitor` callback.
 
+(Over 300 lines: the definitions, the figures, the probe and its input checks stay in
+one file, so that one file says what is measured.)
+
 Definitions (the same for every activation and backend):
 
 - A **unit** is one output feature of a Dense layer, one channel of a
