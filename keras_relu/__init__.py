@@ -1,4 +1,4 @@
-"""keras-relu: SUGAR ReLU, the activation zoo, dead-neuron metrics and cures (ReDo, RAI) for Keras 3."""
+"""keras-relu: SUGAR ReLU, the activation zoo, dead-neuron metrics and cures for Keras 3."""
 
 from keras_relu.initializers import RandomizedAsymmetric
 from keras_relu.layers import ACTIVATIONS, SugarReLU, activation_layer

@@ -166,6 +166,8 @@ def _incoming(graph, node, axis):
         op = node.operation
         _single_path(graph, tensor, op.name)
         if isinstance(op, layers.BatchNormalization) and op.axis % rank == axis:
+            if graph.calls[id(op)] != 1:
+                raise Unmappable(f"its batch normalisation {op.name} is a shared layer")
             norms.append(op)
         elif isinstance(op, WEIGHT_LAYERS):
             return _weight_layer(graph, op, axis, rank, "producer"), norms

@@ -191,8 +191,9 @@ class ReDo(keras.callbacks.Callback):
         self.recycles, self.last = [], None
         self._pending, self._steps, self._epoch, self._epoch_start = {}, 0, 0, 0
         self._rng = random.Random(self.seed)
-        if self.model.optimizer is not None:  # fails here, before any weight is touched
-            optimizer_slots(self.model.optimizer, [])
+        optimizer = getattr(self.model, "optimizer", None)  # None: not compiled
+        if optimizer is not None:  # fails here, before any weight is touched
+            optimizer_slots(optimizer, [])
         self._prepare()
 
     def _prepare(self):
@@ -248,7 +249,8 @@ class ReDo(keras.callbacks.Callback):
         if chosen:
             edits = self._edits(chosen)
             variables = [variable for variable, _, _ in edits.items.values()]
-            slots = optimizer_slots(model.optimizer, variables) if model.optimizer else {}
+            optimizer = getattr(model, "optimizer", None)
+            slots = optimizer_slots(optimizer, variables) if optimizer is not None else {}
             edits.apply(slots)
             for name, units in chosen.items():
                 self._pending[name] = self._pending.get(name, 0) + len(units)

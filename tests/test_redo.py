@@ -8,6 +8,7 @@ import pytest
 
 import keras_relu
 from keras_relu import ReDo, neuron_stats
+from test_neurons import NCHW
 
 JIT = keras.backend.backend() != "torch"  # torch's jit_compile has an open Keras bug
 
@@ -188,6 +189,33 @@ def test_sequential_batch_norm_and_flatten_are_mapped(rng):
     assert not kernel[cut].any() and np.abs(hidden_before[cut]).min() > 0
     np.testing.assert_array_equal(kernel[~cut], hidden_before[~cut])
     assert neuron_stats(model, x).layers["relu"].dead_count == 0
+
+
+@NCHW
+@pytest.mark.parametrize("flatten_format", ["channels_last", "channels_first"])
+def test_channels_first_conv_through_flatten(rng, flatten_format):
+    """A (C, H, W) map flattened as is puts channel c at rows c * H * W ...; Flatten with
+    data_format="channels_first" moves channels last first: rows r % C == c."""
+    x = rng.normal(size=(64, 3, 8, 8)).astype("float32")
+    inp = keras.Input((3, 8, 8))
+    conv = keras.layers.Conv2D(8, 3, data_format="channels_first", name="conv")
+    h = keras.layers.Flatten(data_format=flatten_format)(keras.layers.ReLU(name="relu")(conv(inp)))
+    out = keras.layers.Dense(4, name="out")
+    model = keras.Model(inp, out(h))
+    _force(conv, [1, 6])
+    before = np.array(keras.ops.convert_to_numpy(out.kernel))
+    predicted = model.predict(x, verbose=0)
+    redo = ReDo(probe=x)
+    redo.set_model(model)
+    redo.on_train_begin()
+    assert redo.recycle() == {"relu": (1, 6)}
+    np.testing.assert_allclose(model.predict(x, verbose=0), predicted, atol=1e-6)
+    rows = np.arange(8 * 6 * 6)
+    channel = rows // 36 if flatten_format == "channels_last" else rows % 8
+    cut = np.isin(channel, [1, 6])
+    kernel = keras.ops.convert_to_numpy(out.kernel)
+    assert cut.sum() == 72 and not kernel[cut].any() and np.abs(before[cut]).min() > 0
+    np.testing.assert_array_equal(kernel[~cut], before[~cut])
 
 
 def test_layers_that_cannot_be_mapped_are_left_out_with_one_warning(rng):
