@@ -1,9 +1,11 @@
-"""keras-relu: SUGAR surrogate-gradient ReLU, the activation zoo and dead-neuron metrics for Keras 3."""
+"""keras-relu: SUGAR ReLU, the activation zoo, dead-neuron metrics and cures for Keras 3."""
 
+from keras_relu.initializers import RandomizedAsymmetric
 from keras_relu.layers import ACTIVATIONS, SugarReLU, activation_layer
 from keras_relu.monitor import DeadNeuronMonitor
 from keras_relu.neurons import neuron_stats
-from keras_relu.plots import plot_neuron_history
+from keras_relu.plots import plot_neuron_history, plot_unit_activity
+from keras_relu.redo import ReDo
 from keras_relu.sugar import sugar
 from keras_relu.surrogates import SURROGATES, Surrogate, get_surrogate, register_surrogate
 
@@ -12,6 +14,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "DeadNeuronMonitor",
+    "RandomizedAsymmetric",
+    "ReDo",
     "SURROGATES",
     "Surrogate",
     "SugarReLU",
@@ -19,6 +23,7 @@ __all__ = [
     "get_surrogate",
     "neuron_stats",
     "plot_neuron_history",
+    "plot_unit_activity",
     "register_surrogate",
     "sugar",
 ]

@@ -1,5 +1,8 @@
 """Dead-neuron metrics: `neuron_stats` and the `DeadNeuronMonitor` callback.
 
+(Over 300 lines: the definitions, the figures, the probe and its input checks stay in
+one file, so that one file says what is measured.)
+
 Definitions (the same for every activation and backend):
 
 - A **unit** is one output feature of a Dense layer, one channel of a
@@ -40,6 +43,7 @@ import keras
 import numpy as np
 from keras import layers, ops, tree
 
+from keras_relu.graph import WEIGHT_LAYERS, Graph, functional
 from keras_relu.layers import SugarReLU
 from keras_relu.reductions import runner
 
@@ -48,20 +52,20 @@ _ACTIVATION_LAYERS = (SugarReLU, layers.ReLU, layers.LeakyReLU, layers.PReLU,
 # Normalising output activations are not unit-wise: no unit of theirs can die.
 _NOT_UNITWISE = (None, keras.activations.linear, keras.activations.softmax,
                  keras.activations.log_softmax)
-_WEIGHT_LAYERS = (layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D,
-                  layers.Conv3D, layers.Conv1DTranspose, layers.Conv2DTranspose,
-                  layers.Conv3DTranspose, layers.SeparableConv1D,
-                  layers.SeparableConv2D, layers.DepthwiseConv1D,
-                  layers.DepthwiseConv2D)
 
 
 def _is_monitored(layer):
-    if isinstance(layer, _WEIGHT_LAYERS) or isinstance(layer, layers.Activation):
+    if isinstance(layer, WEIGHT_LAYERS) or isinstance(layer, layers.Activation):
         return getattr(layer, "activation", None) not in _NOT_UNITWISE
     return isinstance(layer, _ACTIVATION_LAYERS)
 
 
-@dataclasses.dataclass(frozen=True)
+def _short(units, most=8):
+    units = tuple(units)
+    return str(units) if len(units) <= most else f"({', '.join(map(str, units[:most]))}, ...)"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class LayerStats:
     """The figures of one monitored layer (see the module docstring)."""
 
@@ -75,8 +79,13 @@ class LayerStats:
     zero_fraction: float
     scores: np.ndarray  # the tau-dormant score of each unit
 
+    def __repr__(self):
+        return (f"LayerStats({self.name!r}: {self.units} units, {self.dead_count} dead "
+                f"({self.dead_fraction:.3f}) {_short(self.dead_units)}, {self.dormant_count} "
+                f"dormant ({self.dormant_fraction:.3f}), zero fraction {self.zero_fraction:.3f})")
 
-@dataclasses.dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class NeuronStats:
     """Overall figures over all monitored units, and `layers` by layer name."""
 
@@ -97,14 +106,15 @@ class NeuronStats:
                     logs[f"{key}/{name}"] = getattr(s, key)
         return logs
 
+    def __repr__(self):
+        names = list(self.layers)
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} layers)" if len(names) > 6 else "")
+        return (f"NeuronStats({self.units} units, {self.dead_count} dead "
+                f"({self.dead_fraction:.3f}), dormant fraction {self.dormant_fraction:.3f}, "
+                f"zero fraction {self.zero_fraction:.3f}; layers: {shown or 'none'})")
 
-def _functional(model):
-    if isinstance(model, keras.Sequential):
-        return model._functional
-    return model if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth") else None
 
-
-def _unit_axis(layer, node):
+def _unit_axis(layer, node, graph):
     """The unit axis of `layer`'s output: last, or 1 for channels_first."""
     for _ in range(64):
         if getattr(layer, "data_format", None) is not None:
@@ -113,33 +123,29 @@ def _unit_axis(layer, node):
             return -1
         if isinstance(layer, layers.BatchNormalization):
             return layer.axis if layer.axis == 1 else -1
-        inputs = node.input_tensors if node is not None else []
-        if len(inputs) != 1 or not hasattr(inputs[0], "_keras_history"):
+        inputs = node.input_tensors
+        node = graph.producer(inputs[0]) if len(inputs) == 1 else None
+        if node is None:
             break
-        layer, node_index, _ = inputs[0]._keras_history
-        node = layer._inbound_nodes[node_index]
+        layer = node.operation
     return 1 if keras.config.image_data_format() == "channels_first" else -1
 
 
 def _collect(model):
     """[(layer, tensor, unit axis)] for the monitored layers, in `model`'s graph."""
-    graph = _functional(model)
-    if graph is None:
-        return []
+    graph = Graph(model)
     found = []
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            op = node.operation
-            if node.is_input or op is None:
-                continue
-            if _functional(op) is not None:
-                inner = _collect(op)
-                if inner:
-                    sub = keras.Model(_functional(op).inputs, [t for _, t, _ in inner])
-                    outs = tree.flatten(sub(*node.arguments.args, **node.arguments.kwargs))
-                    found += [(lay, t, ax) for (lay, _, ax), t in zip(inner, outs)]
-            elif _is_monitored(op) and len(node.outputs) == 1:
-                found.append((op, node.outputs[0], _unit_axis(op, node)))
+    for node in graph.nodes:
+        op = node.operation
+        inner_model = functional(op)
+        if inner_model is not None:
+            inner = _collect(op)
+            if inner:
+                sub = keras.Model(inner_model.inputs, [t for _, t, _ in inner])
+                outs = tree.flatten(sub(*node.arguments.args, **node.arguments.kwargs))
+                found += [(lay, t, ax) for (lay, _, ax), t in zip(inner, outs)]
+        elif _is_monitored(op) and len(node.outputs) == 1:
+            found.append((op, node.outputs[0], _unit_axis(op, node, graph)))
     return found
 
 
@@ -157,10 +163,29 @@ def _check_probe(model, x):
             f"{expected if len(expected) > 1 else expected[0]} (None: any size).")
 
 
+def _samples(x):
+    """The arrays of `x`, checked: each has a sample axis, samples, and the same count."""
+    flat = tree.flatten(x)
+    bad = [a for a in flat if isinstance(a, (str, bytes)) or len(getattr(a, "shape", ())) < 1]
+    if not flat or bad:
+        got = type(bad[0] if bad else x).__name__
+        raise ValueError(
+            "The probe must be an array of samples (a NumPy array or a backend tensor, first "
+            f"axis the samples), or a list/dict of such arrays, one per model input; got {got}.")
+    counts = {int(a.shape[0]) for a in flat}
+    if counts == {0}:
+        raise ValueError("The probe has no samples (its arrays have length 0); give it at "
+                         "least one sample, e.g. x_train or x_val.")
+    if len(counts) != 1:
+        raise ValueError(f"The probe's arrays hold different numbers of samples: {sorted(counts)}.")
+    return [a if isinstance(a, np.ndarray) else ops.convert_to_numpy(a) for a in flat]
+
+
 def draw_probe(x, max_samples=2048, seed=0):
-    """Up to `max_samples` samples of `x`, drawn once with `seed` (all if fewer)."""
-    flat = [ops.convert_to_numpy(a) if not isinstance(a, np.ndarray) else a
-            for a in tree.flatten(x)]
+    """Up to `max_samples` samples of `x`, drawn once with `seed` (all if fewer).
+
+    Raises `ValueError` unless `x` is an array of samples (or a list/dict of them)."""
+    flat = _samples(x)
     n = len(flat[0])
     if max_samples is None or n <= max_samples:
         return tree.pack_sequence_as(x, flat)
@@ -262,9 +287,9 @@ def _figures(merged, tau):
 
 
 def _ensure_built(model, x):
-    if isinstance(model, keras.Sequential) and model._functional is None:
+    if isinstance(model, keras.Sequential) and functional(model) is None:
         model(tree.map_structure(lambda a: a[:1], x), training=False)
-    if _functional(model) is None:
+    if functional(model) is None:
         raise ValueError(
             f"neuron_stats needs a Functional or Sequential model; {model.name!r} is "
             f"a subclassed {type(model).__name__}. Wrap its layers in a Functional model.")
@@ -281,7 +306,8 @@ def neuron_stats(model, x, batch_size=256, tau=0.1):
 
     Args:
         model: a built Functional or Sequential model (nested ones included).
-        x: the probe inputs, an array (or a list/dict of arrays, one per input).
+        x: the probe inputs, an array (or a list/dict of arrays, one per input),
+            with at least one sample (else a `ValueError`).
         batch_size: samples per forward pass.
         tau: the dormancy threshold.
 

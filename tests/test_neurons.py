@@ -187,7 +187,7 @@ def test_monitor_counts_revived_units(rng):
     inp = keras.Input((5,))
     dense = keras.layers.Dense(6, activation="relu")
     model = keras.Model(inp, dense(inp))
-    monitor = DeadNeuronMonitor(probe=rng.normal(size=(50, 5)))
+    monitor = DeadNeuronMonitor(probe=rng.normal(size=(50, 5)), per_layer=True)
     monitor.set_model(model)
     _force(dense, [1, 3])
     monitor.on_train_begin()
@@ -276,7 +276,7 @@ def test_wrong_probe_raises_at_train_begin(rng):
 
 def test_probe_subset_every_and_log_keys(rng):
     x = rng.normal(size=(5000, 4)).astype("float32")
-    monitor = DeadNeuronMonitor(probe=x, max_samples=2048, seed=3, every=2)
+    monitor = DeadNeuronMonitor(probe=x, max_samples=2048, seed=3, every=2, per_layer=True)
     again = DeadNeuronMonitor(probe=x, max_samples=2048, seed=3)
     assert monitor.probe.shape == (2048, 4)
     np.testing.assert_array_equal(monitor.probe, again.probe)
@@ -309,3 +309,29 @@ def test_a_probe_per_model_raises_no_retracing_warning(rng, caplog):
                              data, batch_size=16)  # 16, 16, 8: two shapes per probe
         assert stats.units == 3
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.parametrize("probe", ["abc", b"abc", 3.0, [np.zeros((4, 2)), "x"]])
+def test_a_probe_that_is_not_samples_raises_a_clear_value_error(probe):
+    with pytest.raises(ValueError, match="must be an array of samples"):
+        neurons.draw_probe(probe)
+
+
+def test_an_empty_probe_raises_instead_of_reporting_everything_dead():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu")])
+    with pytest.raises(ValueError, match="no samples"):
+        neuron_stats(model, np.zeros((0, 4), "float32"))
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        neurons.draw_probe([np.zeros((3, 2)), np.zeros((4, 2))])
+
+
+def test_stats_print_their_figures_not_their_arrays(rng):
+    inp = keras.Input((5,))
+    dense = keras.layers.Dense(300, activation="relu", name="wide")
+    model = keras.Model(inp, keras.layers.Dense(2)(dense(inp)))
+    _force(dense, range(0, 300, 10))
+    stats = neuron_stats(model, rng.normal(size=(64, 5)))
+    text, layer = repr(stats), repr(stats.layers["wide"])
+    assert text.startswith("NeuronStats(300 units, 30 dead (0.100)") and "layers: wide" in text
+    assert layer.startswith("LayerStats('wide': 300 units, 30 dead (0.100) (0, 10, 20,")
+    assert "..." in layer and "array" not in text + layer and len(text) + len(layer) < 400
