@@ -67,9 +67,12 @@ class SearchResult:
         """The lines `keras-relu search` prints at the end."""
         from search.tracking import ui_command
 
+        from search.report import controls
+
         title = "Pareto front:" if self.objective == "pareto" else "Best trials:"
         lines = [f"study {self.study_name!r}: {len(self.trials)} new trials, "
                  f"{self.total_trials} in all ({self.storage})", title, self.table()]
+        lines += [text for text in [controls(self.trials, self.metric)] if text]
         if self.best and self.best[0].value is not None:
             top, test = self.best[0], self.metric.removeprefix("val_")
             held_out = (f", {test} {self.test_scores[test]:.4g} on the held-out test split"
@@ -82,7 +85,7 @@ class SearchResult:
 
 def run(dataset="digits", *, data=None, validation_data=None, test_data=None, model=None,
         space=None, fix=(), choices=(), metric="val_accuracy", direction=None,
-        loss=None, metrics=None, engine="optuna", tuner=None, pruner=None, sampler=None,
+        loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna", tuner=None, pruner=None, sampler=None,
         objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
         study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
         backend=None, mixed_precision=False, overwrite=False, samples=2000, features=20,
@@ -105,6 +108,9 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
             and `maximize` / `minimize` (default: minimize a loss or error).
         loss, metrics: compile arguments, for a model that is not a plain classifier
             (then the targets are used as given).
+        prune_dead_above: prune a trial once its dead fraction is above this fraction.
+        controls: start a new Optuna study with the control trials (see
+            `search.space.CONTROLS`; only where the space has them).
         progress: show a progress bar (terminal or notebook).
         Other arguments: see `search.SearchSettings`; the defaults are the command's.
 

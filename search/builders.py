@@ -17,7 +17,7 @@ from keras import layers
 import keras_relu
 
 INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
-                "lecun_normal", "orthogonal")
+                "lecun_normal", "orthogonal", "rai")  # rai: keras_relu.RandomizedAsymmetric
 
 
 class Cures:
@@ -25,7 +25,8 @@ class Cures:
 
     Attributes:
         config: the trial's whole config (the user's own dimensions included).
-        initializer: the kernel initializer (a name Keras knows).
+        initializer: the kernel initializer (a name Keras knows, or a fresh
+            `keras_relu.RandomizedAsymmetric` for "rai").
         batch_norm, dropout, residual: the trial's choices (False, 0.0, False if the
             space does not have them).
     """
@@ -36,7 +37,8 @@ class Cures:
 
     @property
     def initializer(self):
-        return self.config.get("initializer", "he_normal")
+        name = self.config.get("initializer", "he_normal")
+        return keras_relu.RandomizedAsymmetric() if name == "rai" else name
 
     @property
     def batch_norm(self):
@@ -73,25 +75,27 @@ class Cures:
 
 
 class Block:
-    """Weight layer, [BatchNormalization], activation, [Dropout]; called on a tensor, it adds
-    a skip connection when the trial has `residual` and the shapes match. `layers` lists
-    the layers, for a Sequential model."""
+    """Weight layer, [BatchNormalization], activation, [Dropout]. Called on a tensor `x`
+    whose shape the weight layer keeps, with the trial's `residual`, it adds the skip
+    connection before the activation, as ResNet does: `act(x + BN(W x))`. `layers` lists
+    the layers (without the skip), for a Sequential model."""
 
     def __init__(self, cures, weight_layer, dropout):
         self.residual = cures.residual
         self.layers = [weight_layer]
         if cures.batch_norm:
             self.layers.append(layers.BatchNormalization())
-        self.layers.append(cures.activation())
+        self.activation = cures.activation()
+        self.layers.append(self.activation)
         if dropout and cures.dropout:
             self.layers.append(layers.Dropout(cures.dropout))
 
     def __call__(self, x):
         y = x
         for layer in self.layers:
+            if layer is self.activation and self.residual and tuple(y.shape) == tuple(x.shape):
+                y = layers.Add()([x, y])
             y = layer(y)
-        if self.residual and tuple(y.shape) == tuple(x.shape):
-            y = layers.Add()([x, y])
         return y
 
 

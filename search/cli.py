@@ -87,6 +87,11 @@ def _add_search_parser(commands):
                      help="accuracy: maximise val accuracy; pareto: also minimise dead fraction")
     run.add_argument("--pruner", choices=PRUNERS, help="optuna: median (default), hyperband or none")
     run.add_argument("--sampler", choices=SAMPLERS, help="optuna: tpe (default), random or gp")
+    run.add_argument("--prune-dead-above", type=float, metavar="FRACTION",
+                     help="prune a trial once its dead fraction is above FRACTION (0-1)")
+    run.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                     help="optuna: a new study starts with control trials, plain ReLU on a "
+                          "deep, narrow model and each cure on it (default: on)")
     run.add_argument("--study-name", help="same name resumes the study (default: the dataset); "
                                           "kerastuner keeps it in mlruns/keras_tuner/NAME")
     run.add_argument("--storage", help="optuna: SQLAlchemy URL or journal file "
@@ -152,12 +157,16 @@ def _add_compare_parser(commands):
     from search.scenarios import ACTIVATIONS, DEFAULT, SCENARIOS
 
     cmp = commands.add_parser(
-        "compare", help="activations side by side over seeds: mean and 95%% CI",
-        description="Train each activation on one scenario over several seeds; report test "
+        "compare", help="activations and cures side by side over seeds: mean and 95%% CI",
+        description="Train each activation (with each cure) on one scenario over several "
+                    "seeds; report test "
                     "accuracy, dead and dormant fraction (mean, 95% t-interval) as a table, "
                     "a CSV and a bar plot, logged to MLflow.")
     cmp.add_argument("--activations", default=",".join(ACTIVATIONS),
                      help=f"comma-separated (default {','.join(ACTIVATIONS)})")
+    cmp.add_argument("--cures", default="none", help="comma-separated: none, redo, rai, "
+                                                     "residual (default none); each is a row "
+                                                     "with each activation, e.g. relu+redo")
     cmp.add_argument("--seeds", type=_positive(int), default=5, help="seeds 0..N-1 (default 5)")
     cmp.add_argument("--epochs", type=_positive(int), help="default: the scenario's")
     cmp.add_argument("--scenario", default=DEFAULT, help=f"{', '.join(SCENARIOS)} (default {DEFAULT})")
@@ -200,6 +209,7 @@ def _compare(args):
     from search.compare import run_compare
 
     args.activations = [a.strip() for a in args.activations.split(",") if a.strip()]
+    args.cures = [c.strip() for c in args.cures.split(",") if c.strip()]
     run_compare(**_keywords(args, run_compare))
 
 
@@ -257,7 +267,7 @@ def main(argv=None):
         print(f"keras-relu: the command line needs the search extra (missing: "
               f"{', '.join(missing)}): pip install 'keras-relu[search]'", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see search.runtime.import_keras
     formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         COMMANDS[args.command](args)

@@ -27,6 +27,7 @@ class TrialSummary:
     run_id: str | None = None
     model_uri: str | None = None
     reason: str = ""
+    control: str | None = None  # the label of a control trial (search.space.CONTROLS)
 
     @classmethod
     def of(cls, trial):
@@ -35,7 +36,7 @@ class TrialSummary:
         return cls(trial.number, _STATES.get(trial.state.name, "failed"),
                    dict(attrs.get("config", {})), attrs.get("value"), attrs.get("val_accuracy"),
                    attrs.get("dead_fraction"), attrs.get("run_id"), attrs.get("model_uri"),
-                   attrs.get("reason", ""))
+                   attrs.get("reason", ""), attrs.get("control"))
 
 
 class Progress:
@@ -100,3 +101,18 @@ def best_summary(best, metric):
                "best_trial": top.number, "best_val_accuracy": top.val_accuracy}
     return {"metrics": {k: v for k, v in metrics.items() if v is not None},
             "params": top.config}
+
+
+def controls(trials, metric="val_accuracy"):
+    """Lines on the control trials among `trials`: each cure against plain ReLU on the
+    same deep, narrow model (empty when there are none)."""
+    shown = [t for t in trials if t.control]
+    if not shown:
+        return ""
+    lines = ["Control trials (the same deep, narrow model; where ReLU units die):"]
+    for t in shown:
+        value = "-" if t.value is None else f"{t.value:.3f}"
+        dead = "-" if t.dead_fraction is None else f"{t.dead_fraction:.3f}"
+        lines.append(f"  {t.control:<14} {metric} {value:<6}  dead fraction {dead:<6}  "
+                     f"trial {t.number}{'' if t.state == 'complete' else ', ' + t.state}")
+    return "\n".join(lines)

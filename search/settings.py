@@ -33,6 +33,10 @@ class SearchSettings:
         objective: `accuracy` (the metric alone), or `pareto` (the metric and the dead
             fraction; optuna).
         loss, metrics: compile arguments for a model that is not a plain classifier.
+        prune_dead_above: prune a trial once its dead fraction is above this (0-1).
+        controls: start a new Optuna study with the control trials (plain ReLU on a deep,
+            narrow model, and each cure on it; `search.space.CONTROLS`) when its space
+            has them.
         trials, timeout: trials this invocation runs; stop starting trials after seconds.
         epochs, batch_size, seed: per trial.
         study_name: the same name resumes the study (default: the data set's name).
@@ -59,6 +63,8 @@ class SearchSettings:
     objective: str = "accuracy"
     loss: object = None
     metrics: object = None
+    prune_dead_above: float | None = None
+    controls: bool = True
     trials: int = 20
     timeout: float | None = None
     epochs: int = 5
@@ -87,6 +93,10 @@ class SearchSettings:
             value = getattr(self, name)
             if value is not None and value not in valid:
                 raise UsageError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        if self.prune_dead_above is not None and not (
+                isinstance(self.prune_dead_above, (int, float)) and 0 <= self.prune_dead_above < 1):
+            raise UsageError(f"prune_dead_above must be a number in [0, 1), got "
+                             f"{self.prune_dead_above!r}")
         if not isinstance(self.metric, str) or not self.metric:
             raise UsageError(f"metric must be a name the model logs, got {self.metric!r}")
         self._check_engine_options()
@@ -144,7 +154,8 @@ class SearchSettings:
         from search.trial import TrialSettings
 
         return TrialSettings(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
-                             metric=self.metric, loss=self.loss, metrics=self.metrics)
+                             metric=self.metric, loss=self.loss, metrics=self.metrics,
+                             stop_dead_above=self.prune_dead_above)
 
     def to_dict(self):
         """Plain data for a worker; a URL's password is never stored (a worker takes the

@@ -17,6 +17,8 @@ from search.dims import (BOOLEAN, Choice, Fixed, Float, Int, Number, domain_of,
 from search.builders import INITIALIZERS
 from search.optimizers import CLIPPINGS, OPTIMIZERS, SCHEDULES
 
+RECYCLES = ("none", "redo")  # redo: keras_relu.ReDo every `recycle_every` epochs
+
 __all__ = ["Choice", "Fixed", "Float", "Int", "Space", "DOMAINS", "default_space", "build_space"]
 
 # What each dimension may take: the valid values, or a Number.
@@ -32,10 +34,26 @@ DOMAINS = {
     "decay_rate": Number(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "learning_rate": Number(float, lambda v: v > 0, "a number > 0"),
     "optimizer": OPTIMIZERS,
+    "residual": BOOLEAN,
+    "recycle": RECYCLES,
+    "recycle_every": Number(int, lambda v: v >= 1, "an integer >= 1"),
     "momentum": Number(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "depth": Number(int, lambda v: 1 <= v <= 16, "an integer in [1, 16]"),
+    "depth": Number(int, lambda v: 1 <= v <= 64, "an integer in [1, 64]"),
     "width": Number(int, lambda v: 1 <= v <= 4096, "an integer in [1, 4096]"),
 }
+
+
+# Control trials a new default study starts with: one deep, narrow configuration where
+# ReLU units die (on digits, 12 x Dense(16), Adam at 1e-2, no batch norm), as plain ReLU
+# and with each cure, so the first trials of the main job show the problem and the cures.
+_CONTROL = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
+            "dropout": 0.0, "clipping": "none", "schedule": "constant", "learning_rate": 1e-2,
+            "optimizer": "adam", "residual": False, "recycle": "none", "depth": 12, "width": 16}
+CONTROLS = {"relu": _CONTROL, "sugar_bsilu": {**_CONTROL, "activation": "sugar_bsilu"},
+            "relu+residual": {**{k: v for k, v in _CONTROL.items() if k != "recycle"},
+                              "residual": True},
+            "relu+redo": {**_CONTROL, "recycle": "redo", "recycle_every": 1},
+            "relu+rai": {**_CONTROL, "initializer": "rai"}}
 
 
 def default_space(model_dims=True):
@@ -55,7 +73,12 @@ def default_space(model_dims=True):
         Float("learning_rate", 1e-4, 3e-2, log=True),
         Choice("optimizer", OPTIMIZERS),
         Float("momentum", 0.5, 0.99, when=("optimizer", ("sgd",))),
-        *((Int("depth", 1, 3), Int("width", 32, 256, log=True)) if model_dims else ()),
+        Choice("residual", (False, True)),
+        # ReDo cannot follow a unit through a skip connection (keras_relu.ReDo leaves such
+        # layers out), so it is searched on models without them.
+        Choice("recycle", RECYCLES, when=("residual", (False,))),
+        Int("recycle_every", 1, 3, when=("recycle", ("redo",))),
+        *((Int("depth", 1, 12), Int("width", 16, 128, log=True)) if model_dims else ()),
     ))
 
 
@@ -161,6 +184,22 @@ class Space:
                 config[dim.name] = (dim.value if isinstance(dim, Fixed) else dim.values[0]
                                     if isinstance(dim, Choice) else dim.low)
         return config
+
+    def contains(self, config):
+        """Whether `config` is a config of this space (every active dimension can take its
+        value; no other value given)."""
+        seen = {}
+        for dim in self.dims:
+            if not dim.active(seen):
+                continue
+            if dim.name not in config:
+                return False
+            value = seen[dim.name] = config[dim.name]
+            if isinstance(dim, Fixed) and value != dim.value \
+                    or isinstance(dim, Choice) and value not in dim.values \
+                    or isinstance(dim, (Int, Float)) and not dim.low <= value <= dim.high:
+                return False
+        return set(config) == set(seen)
 
     def fixed(self, config):
         """The space in which each dimension of `config` is fixed to its value."""

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 MLRUNS = "mlruns"
 HISTORY_PLOT = "dead_fraction.png"
+UNIT_PLOT = "unit_activity.png"
 _log = logging.getLogger("search.tracking")
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
@@ -216,23 +217,27 @@ class ChildRun:
     def log_epoch(self, epoch, logs):
         self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=logs, step=epoch))
 
-    def log_history_plot(self, history):
-        """Queue the PNG of the dead fraction per layer over epochs (`HISTORY_PLOT`)."""
-        curves = {k: [float(v) for v in values] for k, values in history.items()
-                  if k == "dead_fraction" or k.startswith("dead_fraction/")}
-        if curves:
-            self.tracker.submit(self._write_history_plot, curves)
+    def log_plots(self, monitor, redo=None):
+        """Queue the trial's pictures: the dead fraction per layer over epochs
+        (`HISTORY_PLOT`) and every unit's tau-dormant score over the checks (`UNIT_PLOT`),
+        drawn in the writer thread so training does not wait for matplotlib."""
+        if not monitor.checks:
+            return
+        import keras_relu
 
-    def _write_history_plot(self, curves):
+        self.tracker.submit(self._write_plot, HISTORY_PLOT,
+                            lambda path: keras_relu.plot_neuron_history(monitor, path))
+        self.tracker.submit(self._write_plot, UNIT_PLOT,
+                            lambda path: keras_relu.plot_unit_activity(monitor, path, redo))
+
+    def _write_plot(self, name, draw):
         try:
-            from keras_relu import plot_neuron_history
-
             with tempfile.TemporaryDirectory() as folder:
-                path = os.path.join(folder, HISTORY_PLOT)
-                plot_neuron_history(curves, path)
+                path = os.path.join(folder, name)
+                draw(path)
                 self.tracker.client.log_artifact(self.run_id, path)
         except Exception as err:  # a missing plot must not fail the trial
-            _log.warning("no %s for run %s: %s", HISTORY_PLOT, self.run_id, err)
+            _log.warning("no %s for run %s: %s", name, self.run_id, err)
 
     def log_model(self, model, sample):
         """Log the fitted `model` to this run with MLflow's Keras flavour (a `.keras` file

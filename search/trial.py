@@ -33,6 +33,7 @@ class TrialSettings:
     metric: str = "val_accuracy"  # the objective: its value after the last epoch
     loss: object = None
     metrics: object = None
+    stop_dead_above: float | None = None  # prune when the dead fraction is above this
 
 
 @dataclasses.dataclass
@@ -109,11 +110,13 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     run = tracker.start_child(number, engine, params) if tracker else None
     recorder = _Recorder(run.log_epoch if run else None)
     keras.utils.set_random_seed(settings.seed + number)
-    state, reason, model, uri = "complete", "", None, None
+    state, reason, model, uri, watchers = "complete", "", None, None, ()
     try:
-        model = _fit(config, data, settings, build, recorder, callbacks)
+        model, watchers = _fit(config, data, settings, build, recorder, callbacks)
         value = _last(recorder.history, settings.metric)
-        if run and keep_model and value is not None and keep_model(value):
+        if watchers[0].stopped_reason:
+            state, reason = "pruned", watchers[0].stopped_reason
+        elif run and keep_model and value is not None and keep_model(value):
             uri = run.log_model(model, data.x_val[:2])
     except NonFiniteLoss as err:
         state, reason = "failed", str(err)
@@ -132,7 +135,8 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
         keras.utils.clear_session(free_memory=True)  # includes gc.collect()
     history = recorder.history
     if run:
-        run.log_history_plot(history)
+        if watchers:
+            run.log_plots(*watchers)
         run.finish(state, reason)
     return TrialResult(state, _last(history, settings.metric), _last(history, "val_accuracy"),
                        _last(history, "dead_fraction"), history, reason,
@@ -140,15 +144,19 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
 
 
 def _fit(config, data, settings, build, recorder, callbacks):
-    """The fitted model; `recorder` and then `callbacks` see the monitor's keys."""
+    """(the fitted model, (its monitor, its ReDo or None)); the monitor measures before
+    ReDo recycles, and `recorder` and then `callbacks` see both one's keys."""
     model = build(Cures(config), data.input_shape, data.num_classes)
     steps = math.ceil(len(data.x_train) / settings.batch_size)
     compile_model(model, config, steps, settings.epochs, settings.loss, settings.metrics)
-    monitor = keras_relu.DeadNeuronMonitor(
-        probe=data.x_val, every=1, tau=settings.tau, max_samples=settings.probe_size,
-        seed=settings.seed, per_layer=True)
+    probe = {"probe": data.x_val, "tau": settings.tau, "max_samples": settings.probe_size,
+             "seed": settings.seed, "per_layer": True}
+    monitor = keras_relu.DeadNeuronMonitor(every=1, stop_above=settings.stop_dead_above,
+                                           **probe)
+    redo = (keras_relu.ReDo(every=int(config.get("recycle_every", 1)), **probe)
+            if config.get("recycle") == "redo" else None)
     model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
               epochs=settings.epochs, batch_size=settings.batch_size, verbose=0,
-              callbacks=[_LearningRate(), monitor, recorder, _StopOnNonFiniteLoss(),
-                         *callbacks])
-    return model
+              callbacks=[_LearningRate(), monitor, *([redo] if redo else []), recorder,
+                         _StopOnNonFiniteLoss(), *callbacks])
+    return model, (monitor, redo)

@@ -3,7 +3,7 @@
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as keras-relu sets it
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -132,3 +132,21 @@ def test_help_and_the_package_import_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("command, function", [
+    ("search", "search.api:run"), ("worker", "search.parallel.worker:run_worker"),
+    ("compare", "search.compare:run_compare"), ("ui", "search.ui:serve")])
+def test_every_option_of_a_command_reaches_its_function(command, function):
+    """The command line only passes options on by name: one its function lacks would be
+    dropped without a word."""
+    import importlib
+    import inspect
+
+    from search.cli import build_parser
+
+    module, _, name = function.partition(":")
+    accepted = set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    options = {a.dest for a in parser._actions if a.dest != "help"}
+    assert options <= accepted, sorted(options - accepted)

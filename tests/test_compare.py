@@ -44,12 +44,12 @@ def test_compare_default_scenario_csv_mlflow_and_ci(workdir, capsys):
     with open(workdir / "mlruns" / "compare" / "digits-deep-mlp_runs.csv") as handle:
         runs = list(csv.DictReader(handle))
     with open(workdir / "mlruns" / "compare" / "digits-deep-mlp.csv") as handle:
-        rows = {r["activation"]: r for r in csv.DictReader(handle)}
+        rows = {r["variant"]: r for r in csv.DictReader(handle)}
     assert len(runs) == 4 and set(rows) == {"relu", "sugar_bsilu"}
     for activation, row in rows.items():
         assert row["n"] == "2"
         for key in compare.METRICS:
-            values = [float(r[key]) for r in runs if r["activation"] == activation]
+            values = [float(r[key]) for r in runs if r["variant"] == activation]
             sem = stats.sem(values)
             low, high = (stats.t.interval(0.95, 1, loc=np.mean(values), scale=sem)
                          if sem > 0 else (np.mean(values),) * 2)
@@ -71,7 +71,7 @@ def test_compare_default_scenario_csv_mlflow_and_ci(workdir, capsys):
         assert run.info.status == "FINISHED"
         assert {"test_accuracy", "dead_fraction", "dormant_fraction"} <= set(run.data.metrics)
         assert run.data.params["learning_rate"] == "0.01" and run.data.params["depth"] == "10"
-        assert _artifacts(client, run) == {"dead_fraction.png"}
+        assert _artifacts(client, run) == {"dead_fraction.png", "unit_activity.png"}
         names.add(run.info.run_name)
     assert names == {"relu-seed0", "relu-seed1", "sugar_bsilu-seed0", "sugar_bsilu-seed1"}
 

@@ -25,7 +25,8 @@ def test_search_logs_parent_and_children_and_resumes(workdir, capsys):
     assert "best_val_accuracy" in parent.data.metrics
     assert any(key.startswith("best.") for key in parent.data.params)
     study = optuna.load_study(study_name="digits", storage=engine.open_storage())
-    configs = {t.number: t.user_attrs["config"] for t in study.trials}
+    finished = [t for t in study.trials if t.state.is_finished()]  # controls wait too
+    configs = {t.number: t.user_attrs["config"] for t in finished}
     for run in children:
         tags = run.data.tags
         assert tags["mlflow.parentRunId"] == parent.info.run_id
@@ -42,8 +43,9 @@ def test_search_logs_parent_and_children_and_resumes(workdir, capsys):
     # The same command again resumes the study, with new configurations.
     assert main(["search", "--trials", "1", "--epochs", "2"]) == 0
     study = optuna.load_study(study_name="digits", storage=engine.open_storage())
-    assert len(study.trials) == 3
-    assert study.trials[2].user_attrs["config"] != study.trials[0].user_attrs["config"]
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 3
+    assert finished[2].user_attrs["config"] != finished[0].user_attrs["config"]
     _, parents, children = mlflow_runs(uri, "digits")
     assert len(parents) == 2 and len(children) == 3
 

@@ -10,6 +10,7 @@ from search.engines import kerastuner as kte
 from search.cli import main
 from search.space import default_space
 from search.tracking import HISTORY_PLOT as TRIAL_PLOT
+from search.tracking import UNIT_PLOT
 from search.tracking import default_tracking_uri
 
 
@@ -38,7 +39,7 @@ def test_search_runs_carry_the_plots_and_the_trials_csv(workdir):
     children = [r for r in runs if r is not parent]
     assert len(children) == 3
     for run in children:
-        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [TRIAL_PLOT]
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {TRIAL_PLOT, UNIT_PLOT}
     artifacts = {a.path: a for a in client.list_artifacts(parent.info.run_id)}
     assert {TRIALS_CSV, SEARCH_PLOTS} <= set(artifacts)
     folder = client.download_artifacts(parent.info.run_id, "", str(workdir / "got"))

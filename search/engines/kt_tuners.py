@@ -126,8 +126,9 @@ class _SharedTrialRunner:
         except Exception as err:  # a bug, not a bad configuration: stop the search
             raise keras_tuner.errors.FatalError(f"{type(err).__name__}: {err}") from err
         job.known[trial.trial_id] = {"run_id": result.run_id, "model_uri": result.model_uri}
-        if result.state == "failed":
-            raise keras_tuner.errors.FailedTrialError(result.reason)
+        if result.state != "complete":  # KerasTuner has no pruned state: a failed trial
+            raise keras_tuner.errors.FailedTrialError(
+                result.reason if result.state == "failed" else f"pruned: {result.reason}")
         found = {settings.metric: result.value, "val_accuracy": result.val_accuracy,
                  "dead_fraction": result.dead_fraction}
         return {k: v for k, v in found.items() if v is not None}

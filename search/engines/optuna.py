@@ -94,9 +94,24 @@ def open_search(settings, study_name, space, dataset):
     storage = open_storage(settings.storage)
     made_for = {"epochs": settings.epochs, "batch_size": settings.batch_size,
                 "metric": settings.metric}
-    return open_study(study_name, storage, settings.objective, space, dataset, settings.seed,
-                      make_pruner(settings.chosen_pruner, settings.epochs),
-                      settings.chosen_sampler, settings.chosen_direction, made_for)
+    study = open_study(study_name, storage, settings.objective, space, dataset, settings.seed,
+                       make_pruner(settings.chosen_pruner, settings.epochs),
+                       settings.chosen_sampler, settings.chosen_direction, made_for)
+    if settings.controls and not study.get_trials(deepcopy=False):
+        enqueue_controls(study, space)
+    return study
+
+
+def enqueue_controls(study, space):
+    """Start a new study with the control trials of `search.space.CONTROLS` that are
+    configs of `space` (each tagged with its `control` label)."""
+    from search.space import CONTROLS
+
+    searched = distributions(space)
+    for label, config in CONTROLS.items():
+        if space.contains(config):
+            study.enqueue_trial({k: v for k, v in config.items() if k in searched},
+                                user_attrs={"control": label})
 
 
 def describe(settings, study):
