@@ -1,7 +1,7 @@
-"""Dead-neuron metrics: `neuron_stats` and the `DeadNeuronMonitor` callback.
+"""Dead-neuron metrics: the definitions, the `Probe` that measures them, `neuron_stats`.
 
-(Over 300 lines: the definitions, the figures, the probe and its input checks stay in
-one file, so that one file says what is measured.)
+`DeadNeuronMonitor` (keras_relu.monitor) and `ReDo` (keras_relu.redo) measure through
+the same `Probe`; the figures it returns are `keras_relu.stats.NeuronStats`.
 
 Definitions (the same for every activation and backend):
 
@@ -36,7 +36,6 @@ per-unit max, sum |h| and zero count, which are accumulated on the device.
 Memory is O(units), never O(samples x units).
 """
 
-import dataclasses
 import warnings
 
 import keras
@@ -46,6 +45,7 @@ from keras import layers, ops, tree
 from keras_relu.graph import WEIGHT_LAYERS, Graph, functional
 from keras_relu.layers import SugarReLU
 from keras_relu.reductions import runner
+from keras_relu.stats import LayerStats, NeuronStats, figures  # noqa: F401 (public here too)
 
 _ACTIVATION_LAYERS = (SugarReLU, layers.ReLU, layers.LeakyReLU, layers.PReLU,
                       layers.ELU, layers.Activation)
@@ -58,60 +58,6 @@ def _is_monitored(layer):
     if isinstance(layer, WEIGHT_LAYERS) or isinstance(layer, layers.Activation):
         return getattr(layer, "activation", None) not in _NOT_UNITWISE
     return isinstance(layer, _ACTIVATION_LAYERS)
-
-
-def _short(units, most=8):
-    units = tuple(units)
-    return str(units) if len(units) <= most else f"({', '.join(map(str, units[:most]))}, ...)"
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class LayerStats:
-    """The figures of one monitored layer (see the module docstring)."""
-
-    name: str
-    units: int
-    dead_count: int
-    dead_fraction: float
-    dead_units: tuple
-    dormant_count: int
-    dormant_fraction: float
-    zero_fraction: float
-    scores: np.ndarray  # the tau-dormant score of each unit
-
-    def __repr__(self):
-        return (f"LayerStats({self.name!r}: {self.units} units, {self.dead_count} dead "
-                f"({self.dead_fraction:.3f}) {_short(self.dead_units)}, {self.dormant_count} "
-                f"dormant ({self.dormant_fraction:.3f}), zero fraction {self.zero_fraction:.3f})")
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class NeuronStats:
-    """Overall figures over all monitored units, and `layers` by layer name."""
-
-    units: int
-    dead_count: int
-    dead_fraction: float
-    dormant_fraction: float
-    zero_fraction: float
-    layers: dict
-
-    def logs(self, per_layer=True):
-        """The figures as flat Keras log keys (`dead_fraction/<layer>`, ...)."""
-        logs = {key: getattr(self, key)
-                for key in ("dead_fraction", "dormant_fraction", "zero_fraction")}
-        if per_layer:
-            for name, s in self.layers.items():
-                for key in ("dead_fraction", "dormant_fraction", "zero_fraction"):
-                    logs[f"{key}/{name}"] = getattr(s, key)
-        return logs
-
-    def __repr__(self):
-        names = list(self.layers)
-        shown = ", ".join(names[:6]) + (f", ... ({len(names)} layers)" if len(names) > 6 else "")
-        return (f"NeuronStats({self.units} units, {self.dead_count} dead "
-                f"({self.dead_fraction:.3f}), dormant fraction {self.dormant_fraction:.3f}, "
-                f"zero fraction {self.zero_fraction:.3f}; layers: {shown or 'none'})")
 
 
 def _unit_axis(layer, node, graph):
@@ -262,28 +208,7 @@ class Probe:
             m = merged.setdefault(name, [hmax, 0.0, 0, 0])
             m[0] = np.maximum(m[0], hmax)
             m[1], m[2], m[3] = m[1] + hsum.astype("float64"), m[2] + zeros.astype("int64"), m[3] + n * pos
-        return _figures(merged, tau)
-
-
-def _figures(merged, tau):
-    stats = {}
-    for name, (hmax, hsum, zeros, count) in merged.items():
-        mean_abs = hsum / count
-        scores = mean_abs / (mean_abs.mean() + 1e-9)
-        dead, units = np.flatnonzero(hmax <= 0), len(hmax)
-        dormant = int(np.sum(scores <= tau))
-        stats[name] = LayerStats(name, units, len(dead), len(dead) / units,
-                                 tuple(int(i) for i in dead), dormant, dormant / units,
-                                 float(zeros.sum() / (count * units)), scores)
-    units = sum(s.units for s in stats.values())
-    if not units:
-        return NeuronStats(0, 0, float("nan"), float("nan"), float("nan"), {})
-    dead = sum(s.dead_count for s in stats.values())
-    zeros = sum(m[2].sum() for m in merged.values())
-    entries = sum(m[3] * len(m[0]) for m in merged.values())
-    return NeuronStats(units, dead, dead / units,
-                       sum(s.dormant_count for s in stats.values()) / units,
-                       float(zeros / entries), stats)
+        return figures(merged, tau)
 
 
 def _ensure_built(model, x):
@@ -319,5 +244,5 @@ def neuron_stats(model, x, batch_size=256, tau=0.1):
     x = draw_probe(x, max_samples=None)
     probe = Probe(model, x)
     if not probe.names:
-        return _figures({}, tau)
+        return figures({}, tau)
     return probe.measure(probe.convert(x), batch_size=batch_size, tau=tau)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from conftest import BACKEND, mlflow_runs
 from sklearn.datasets import load_digits

@@ -2,7 +2,6 @@
 
 import socket
 
-import optuna
 from mlflow import MlflowClient
 
 from search.artifacts import SEARCH_PLOTS, TRIALS_CSV
