@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from search import UsageError
+from search import UsageError, checks
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = ("digits", "synthetic", *KERAS_DATASETS, "npz:PATH")
@@ -169,6 +169,7 @@ def _labels(y, where):
 
 
 def _split(name, x, y, x_val, y_val, seed, val_fraction):
+    checks.check_arrays(name, x, y, x_val, y_val)  # finite numbers, sane labels: before any work
     x, y = np.asarray(x), _labels(y, name)
     if len(x) != len(y) or len(x) < 2:
         raise UsageError(f"{name}: x_train and y_train must have the same length >= 2")
