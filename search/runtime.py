@@ -51,6 +51,13 @@ def import_keras(backend=None):
     return keras
 
 
+def process_id():
+    """`HOST:PID` of this process: how trials and runs name the process that ran them."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def mixed_policy():
     """`mixed_float16` on a GPU, else `mixed_bfloat16` (what CPUs compute fast)."""
     import keras
@@ -64,8 +71,16 @@ def mixed_policy():
 
 
 def parse_devices(text):
-    """`"0,1"` -> `["0", "1"]`: blanks and empty entries dropped, order kept."""
-    return [d.strip() for d in (text or "").split(",") if d.strip()]
+    """`"0,1"` -> `["0", "1"]`: blanks and empty entries dropped, order kept; an entry
+    that is neither a GPU index nor a GPU/MIG UUID is a `UsageError`."""
+    devices = [d.strip() for d in (text or "").split(",") if d.strip()]
+    for device in devices:
+        if not (device.isdigit() or device.startswith(("GPU-", "MIG-"))):
+            raise UsageError(f"--devices: {device!r} is not a GPU index or UUID "
+                             "(e.g. --devices 0,1)")
+    if text is not None and str(text).strip() and not devices:
+        raise UsageError(f"--devices {text!r} names no device")
+    return devices
 
 
 def worker_count(workers, devices):
