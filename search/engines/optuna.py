@@ -92,6 +92,9 @@ class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     def __call__(self, study, trial):
         import copy
 
+        from search import recovery
+
+        recovery.on_stale_trial(study, trial)  # close the dead attempt's MLflow run
         trial = copy.copy(trial)
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "config"}
         super().__call__(study, trial)
@@ -105,16 +108,10 @@ def retry_callback():
 
 
 def _driver(url):
-    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 and mysql:// as mysqlclient: fall
-    back to psycopg2 / PyMySQL when only those are installed."""
-    import importlib.util
+    """psycopg2 / PyMySQL where SQLAlchemy's default driver is missing (search.stores)."""
+    from search.stores import sqlalchemy_url
 
-    for plain, default, fallback in (("postgresql://", "psycopg", "psycopg2"),
-                                     ("mysql://", "MySQLdb", "pymysql")):
-        if url.startswith(plain) and importlib.util.find_spec(default) is None \
-                and importlib.util.find_spec(fallback) is not None:
-            return url.replace(plain, plain[:-3] + "+" + fallback + "://", 1)
-    return url
+    return sqlalchemy_url(url)
 
 
 def make_pruner(name, epochs):
