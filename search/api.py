@@ -9,9 +9,10 @@ an interruption or a failure closes the parent run KILLED or FAILED and is re-ra
 import contextlib
 import dataclasses
 
-from search import runtime
+from search import recovery, runtime, stores
 from search.report import TrialSummary
 from search.settings import SearchSettings
+from search.tracking import resolve_tracking_uri
 
 _SETTINGS = {f.name for f in dataclasses.fields(SearchSettings)}
 
@@ -93,6 +94,7 @@ class _Search:
 
         if data is None:
             datasets.check_spec(settings.dataset)
+        stores.check_tracking_store(resolve_tracking_uri(settings.tracking_uri))  # in seconds
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
         self.space = _resolve_space(space, fix, choices)
@@ -110,11 +112,12 @@ class _Search:
 
     def run(self, progress):
         from search import engines
-        from search.tracking import Tracker, resolve_tracking_uri
+        from search.tracking import Tracker
 
         engine = engines.load(self.settings.engine)
         study = engine.open_search(self.settings, self.study_name, self.space, self.settings.dataset)
         tracker = Tracker(resolve_tracking_uri(self.settings.tracking_uri), self.study_name)
+        recovery.close_dead(study, tracker)  # a resume: what a killed search left RUNNING
         self._start_parent(tracker, *engine.describe(self.settings, study))
         try:
             with runtime.sigterm_as_interrupt():
@@ -161,7 +164,8 @@ class _Search:
                 parallel.launch(s.engine, study, s, tracker, on_trial)
             else:
                 engine.optimize(study, self.space, self.data, s.trial_settings(), tracker,
-                                s.trials, s.timeout, callbacks=[on_trial])
+                                s.trials, s.timeout, callbacks=[on_trial],
+                                worker=runtime.process_id())  # a resume knows if it died
         best = [TrialSummary.of(t) for t in engine.best_trials(study)]
         log_search_artifacts(tracker, engine.as_optuna_study(study))
         tracker.finish_parent("FINISHED", best_summary(best, s.objective), table(best))

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 
-from search import runtime
+from search import recovery, runtime
 from search.names import STORAGE_ENV
 
 RESPAWNS = 3  # replacement workers per slot before the search gives up
@@ -104,7 +104,7 @@ class Launcher:
                 done += trial.state.is_finished()
                 continue
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-            self.tracker.close_trial_run(trial.number, reason)
+            recovery.close_attempt(self.tracker, trial, reason)  # made FAILED if it had none
             if self.rdb:  # Optuna's heartbeat fails and retries it after the grace period
                 self._await_heartbeat(trial._trial_id)
                 continue
@@ -113,6 +113,7 @@ class Launcher:
             except RuntimeError:  # UpdateFinishedTrialError: it ended after all
                 continue
             retry_callback()(self.study, storage.get_trial(trial._trial_id))
+        recovery.close_worker_runs(self.study, self.tracker, wid)  # its last write was lost
         return done
 
     def _await_heartbeat(self, trial_id):
