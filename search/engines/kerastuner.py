@@ -175,6 +175,7 @@ def as_optuna_study(study):
     states = {State.COMPLETE: optuna.trial.TrialState.COMPLETE,
               State.FAIL: optuna.trial.TrialState.FAIL}
     dists = distributions(study.space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
     converted = optuna.create_study(direction="maximize")
     for ended in study.trials:
         attrs = ended.user_attrs
