@@ -51,6 +51,17 @@ def import_keras(backend=None):
     return keras
 
 
+def spread_seed(seed, salt=0):
+    """A sampler seed in [1, 2**31 - 1) from the user's `seed` (and a `salt`: a resume's
+    trial count, a worker's pid), far from every other's. KerasTuner's seed state counts
+    up by one per sampled value, so seeds 1 and 2 fell into step as soon as one trial drew
+    one value more; hashed seeds start ~2**30 apart, and a search draws a few thousand."""
+    import hashlib
+
+    digest = hashlib.sha256(f"keras-relu:{seed}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 2) + 1
+
+
 def process_id():
     """`HOST:PID` of this process: how trials and runs name the process that ran them."""
     import socket

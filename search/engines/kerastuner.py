@@ -22,6 +22,7 @@ import time
 import keras_tuner
 
 from search import UsageError
+from search.runtime import spread_seed
 from search.engines.kt_tuners import (ENGINE, TUNERS, Job, State, TrialRecord, config_of,
                                       hyperparameters, record)
 from search.tracking import MLRUNS
@@ -117,8 +118,9 @@ def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite
     with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
         tuner = TUNERS[tuner_name](
             objective=OBJECTIVE, hyperparameters=hp, allow_new_entries=False,
-            # KerasTuner draws a random seed for seed 0; failed trials never stop a search.
-            seed=seed + 1 if seed >= 0 else seed, max_consecutive_failed_trials=sys.maxsize,
+            # Spread (runtime.spread_seed), never 0 (KerasTuner would draw a random seed);
+            # failed trials never stop a search.
+            seed=spread_seed(seed), max_consecutive_failed_trials=sys.maxsize,
             directory=str(folder.parent), project_name=folder.name, overwrite=overwrite,
             **budget,
         )

@@ -14,6 +14,7 @@ import optuna
 
 from search import UsageError
 from search.names import DEFAULT_STORAGE, PRUNERS
+from search.runtime import spread_seed
 from search.space import Choice, Fixed, Float, Int
 from search.tracking import mask_url
 
@@ -154,7 +155,7 @@ def join_study(study_name, storage_url):
     multi = settings["objective"] == "pareto"
     study = optuna.load_study(
         study_name=study_name, storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=settings["seed"] + os.getpid()),
+        sampler=optuna.samplers.TPESampler(seed=spread_seed(settings["seed"], os.getpid())),
         pruner=optuna.pruners.NopPruner() if multi else
         make_pruner(settings.get("pruner") or "median", settings["epochs"]))
     return study, job
@@ -181,8 +182,9 @@ def open_study(name, storage, objective, space, dataset, seed=0, pruner=None):
     count = len(previous.trials) if previous else 0
     study = optuna.create_study(
         study_name=name, storage=storage, directions=list(directions), load_if_exists=True,
-        # A resumed study gets a new seed, or it would replay its first trials.
-        sampler=optuna.samplers.TPESampler(seed=seed + count),
+        # A resumed study gets a new seed, or it would replay its first trials; spread, or
+        # --seed 0 resumed after 5 trials would replay --seed 5's.
+        sampler=optuna.samplers.TPESampler(seed=spread_seed(seed, count)),
         pruner=pruner if len(directions) == 1 and pruner is not None else optuna.pruners.NopPruner(),
     )
     if previous is None:
