@@ -157,9 +157,20 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
     deadline = time.monotonic() + timeout if timeout else None
     tuner.job = Job(study, data, settings, tracker, deadline, tuple(callbacks))
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # the oracle's owner
-        tuner.oracle.max_trials = len(tuner.oracle.trials) + n_trials if n_trials else None
+        tuner.oracle.max_trials = trial_budget(tuner.oracle, n_trials)
     freeze_long_lived_objects()
     tuner.search(verbose=0)
+
+
+def trial_budget(oracle, n_trials):
+    """The oracle's max_trials for `n_trials` more runs in this invocation. A trial that an
+    interrupted search left running is in the oracle's trials and is run again first
+    (KerasTuner's retry queue on reload): it is one of the `n_trials`, or a resumed
+    `--trials 6` would run 7."""
+    if not n_trials:
+        return None
+    again = len(getattr(oracle, "_retry_queue", ()))
+    return len(oracle.trials) + max(0, n_trials - again)
 
 
 def best_trials(study, limit=5):
