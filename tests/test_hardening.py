@@ -15,7 +15,7 @@ from conftest import BACKEND
 
 import search
 import search.trial
-from search import checks, runtime
+from search import runtime
 from search.cli import main
 from search.data import Dataset
 from search.engines import kerastuner as kte
@@ -83,6 +83,8 @@ def test_bad_data_is_refused_in_one_line_before_any_work_item_9(workdir, monkeyp
 
 
 def test_more_classes_when_told_item_9(monkeypatch):
+    from search import checks
+
     x, y = _digits()
     y = y * 2000  # labels up to 18,000
     with pytest.raises(search.UsageError, match="more than 10000"):
