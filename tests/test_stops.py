@@ -297,3 +297,16 @@ def test_a_killed_kerastuner_worker_is_replaced_and_its_trial_run_again_item_4(t
     assert sorted(attempts) == ["0", "1", "2"]
     assert sorted(attempts[victim.data.tags["trial_id"]]) == ["FAILED", "FINISHED"]
     assert sorted(s for a in attempts.values() for s in a) == ["FAILED"] + ["FINISHED"] * 3
+
+
+@one_pass("tensorflow")
+def test_a_postgresql_tracking_uri_works_with_psycopg2_only_item_8(tmp_path, pg_database):
+    # (here psycopg2 is installed and psycopg 3 is not: MLflow's SQLAlchemy failed on that)
+    code, out, err = finish(start(["--trials", "1", "--epochs", "1", "--tracking-uri",
+                                   pg_database, *FAST], tmp_path))
+    assert code == 0, err[-2000:]
+    assert PASSWORD not in out + err and "postgresql://kr_user:***@" in out
+    from search.stores import sqlalchemy_url
+
+    children, parents = runs(tmp_path, "digits", sqlalchemy_url(pg_database))
+    assert [r.info.status for r in children + parents] == ["FINISHED", "FINISHED"]
