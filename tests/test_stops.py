@@ -18,7 +18,7 @@ import uuid
 import optuna
 import pytest
 from mlflow import MlflowClient
-from test_search_scale import PASSWORD, ROOT, _env, one_pass, pg_database  # noqa: F401
+from test_search_scale import PASSWORD, _env, one_pass, pg_database  # noqa: F401
 
 from search.engines import optuna as engine
 
