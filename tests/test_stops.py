@@ -265,7 +265,7 @@ def test_kerastuner_counts_what_this_invocation_ran_item_6(tmp_path):
     args = ["--engine", "kerastuner", "--epochs", "3", *FAST[:-1]]
     proc = start([*args, "--trials", "3"], tmp_path)
     wait_for(lambda: [r for r in _kerastuner_runs(tmp_path, "RUNNING")
-                      if r.data.tags["trial_id"] == "1"], proc, what="the second trial")
+                      if r.data.tags.get("trial_id") == "1"], proc, what="the second trial")
     proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
     assert code == 130, err[-2000:]
