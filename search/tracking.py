@@ -94,8 +94,9 @@ class Tracker:
         self.uri = uri
         if uri.startswith("sqlite:///"):
             pathlib.Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=stores.sqlalchemy_url(uri))
         with stores.first_use_lock(uri):  # a concurrent first search creates the schema too
+            self.client = MlflowClient(tracking_uri=stores.sqlalchemy_url(uri))
+            self.client.search_experiments(max_results=1)  # the store made (and migrated) here
             self.experiment_id = self._experiment(experiment_name)
         self.parent_id = None
         self.child_tags = {}  # tags of every child run, e.g. the worker and its device
