@@ -108,15 +108,16 @@ def _trial_status(study, number):
     return "FAILED"
 
 
-def close_attempt(tracker, trial, reason, status="FAILED", only_open=False):
+def close_attempt(tracker, trial, reason, status="FAILED", keep=()):
     """Close the MLflow run of the failed attempt `trial` (an Optuna FrozenTrial) as
-    `status`, whatever its state (`only_open`: if it is still RUNNING); if it has none
-    (killed before its run was made), record one, so that every attempt has its run."""
+    `status`, whatever its state (even FINISHED: the trial failed after its run was
+    closed) unless that state is in `keep`; if it has none (killed before its run was
+    made), record one, so that every attempt has its run."""
     query = f"tags.trial_number = '{trial.number}' and tags.engine = 'optuna'"
     runs = tracker.client.search_runs([tracker.experiment_id], filter_string=query)
     state = "interrupted" if status == "KILLED" else "failed"
     for run in runs:
-        if run.info.status != status and (run.info.status == "RUNNING" or not only_open):
+        if run.info.status != status and run.info.status not in keep:
             tracker.log(run.info.run_id, tags={"state": state, "reason": reason})
             tracker.client.set_terminated(run.info.run_id, status)
     if not runs and tracker.parent_id:

@@ -145,8 +145,9 @@ class Launcher:
             if trial.state == state.RUNNING:
                 self.study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
                 self.study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
-            # (an attempt that died earlier keeps its FAILED run: only open runs are closed)
-            recovery.close_attempt(self.tracker, trial, why or reason, "KILLED", only_open=True)
+            # An attempt that died earlier keeps its FAILED run; one interrupted after its run
+            # was closed FINISHED (between the fit and Optuna's tell) is a KILLED one.
+            recovery.close_attempt(self.tracker, trial, why or reason, "KILLED", keep=("FAILED",))
 
 
 def launch(study, settings, tracker, on_trial):
