@@ -9,9 +9,10 @@ an interruption or a failure closes the parent run KILLED or FAILED and is re-ra
 import contextlib
 import dataclasses
 
-from search import runtime
+from search import recovery, runtime, stores
 from search.report import TrialSummary
 from search.settings import SearchSettings
+from search.tracking import resolve_tracking_uri
 
 _SETTINGS = {f.name for f in dataclasses.fields(SearchSettings)}
 
@@ -135,6 +136,7 @@ class _Search:
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
+        stores.check_tracking_store(resolve_tracking_uri(settings.tracking_uri))  # in seconds
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
         self.build = load_builder(model)
@@ -156,13 +158,15 @@ class _Search:
                       settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
             "-pareto" if settings.objective == "pareto" else "")
+
     def run(self, progress):
         from search import engines
-        from search.tracking import Tracker, resolve_tracking_uri
+        from search.tracking import Tracker
 
         engine = engines.load(self.settings.engine)
         study = engine.open_search(self.settings, self.study_name, self.space, self.settings.dataset)
         tracker = Tracker(resolve_tracking_uri(self.settings.tracking_uri), self.study_name)
+        recovery.close_dead(study, tracker)  # a resume: what a killed search left RUNNING
         self._start_parent(tracker, *engine.describe(self.settings, study))
         try:
             with runtime.sigterm_as_interrupt():
@@ -210,7 +214,8 @@ class _Search:
                 parallel.launch(s.engine, study, s, tracker, on_trial)
             else:
                 engine.optimize(study, self.space, self.data, s.trial_settings(), tracker,
-                                s.trials, s.timeout, callbacks=[on_trial], build=self.build)
+                                s.trials, s.timeout, callbacks=[on_trial], build=self.build,
+                                worker=runtime.process_id())  # a resume knows if it died
         return self._conclude(engine, study, tracker, ran)
 
     def _conclude(self, engine, study, tracker, ran):

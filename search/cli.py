@@ -279,7 +279,9 @@ def main(argv=None):
         print("keras-relu: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        message = str(err).strip().splitlines()
+        from search.secrets import mask_text
+
+        message = mask_text(str(err)).strip().splitlines()  # a URL's password, if any
         print(f"keras-relu {args.command}: failed: {type(err).__name__}: "
               f"{message[0] if message else ''}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from search import UsageError
+from search import UsageError, checks
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = ("digits", "synthetic", *KERAS_DATASETS, "npz:PATH")
@@ -211,6 +211,7 @@ def _split(name, arrays, seed, val_fraction=0.2, test_fraction=0.2, targets=Fals
            normalise=True):
     """Check the given splits, cut the missing test and validation splits by seed, and
     normalise with the training statistics (else only make them float32)."""
+    checks.check_arrays(name, arrays, targets)  # finite numbers, sane labels: before any work
     arrays = {k: np.asarray(v) if k.startswith("x") else _targets(v, name, targets)
               for k, v in arrays.items()}
     x, y = arrays["x_train"], arrays["y_train"]

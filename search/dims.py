@@ -223,6 +223,18 @@ def load_space_file(path):
 
             spec = yaml.safe_load(text)
     except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"malformed space file {path}: {first}") from None
-    return {} if spec is None else spec
+        raise UsageError(f"malformed space file {path}: {_syntax_error(err)}") from None
+    if spec is None or spec == {}:
+        raise UsageError(f"space file {path} declares no dimension; without --space the "
+                         "search explores the default space")
+    return spec
+
+
+def _syntax_error(err):
+    """One line naming where a YAML or TOML parser stopped: `line 3, column 7: problem`."""
+    mark = getattr(err, "problem_mark", None)  # yaml.MarkedYAMLError
+    if mark is not None:
+        problem = getattr(err, "problem", None) or getattr(err, "context", None) or "syntax error"
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    text = str(err).strip()  # tomllib: "Expected '=' after a key ... (at line 1, column 5)"
+    return text.splitlines()[0] if text else type(err).__name__

@@ -53,6 +53,24 @@ def import_keras(backend=None):
     return keras
 
 
+def spread_seed(seed, salt=0):
+    """A sampler seed in [1, 2**31 - 1) from the user's `seed` (and a `salt`: a resume's
+    trial count, a worker's pid), far from every other's. KerasTuner's seed state counts
+    up by one per sampled value, so seeds 1 and 2 fell into step as soon as one trial drew
+    one value more; hashed seeds start ~2**30 apart, and a search draws a few thousand."""
+    import hashlib
+
+    digest = hashlib.sha256(f"keras-relu:{seed}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 2) + 1
+
+
+def process_id():
+    """`HOST:PID` of this process: how trials and runs name the process that ran them."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def mixed_policy():
     """`mixed_float16` on a GPU, else `mixed_bfloat16` (what CPUs compute fast)."""
     import keras
@@ -66,8 +84,16 @@ def mixed_policy():
 
 
 def parse_devices(text):
-    """`"0,1"` -> `["0", "1"]`: blanks and empty entries dropped, order kept."""
-    return [d.strip() for d in (text or "").split(",") if d.strip()]
+    """`"0,1"` -> `["0", "1"]`: blanks and empty entries dropped, order kept; an entry
+    that is neither a GPU index nor a GPU/MIG UUID is a `UsageError`."""
+    devices = [d.strip() for d in (text or "").split(",") if d.strip()]
+    for device in devices:
+        if not (device.isdigit() or device.startswith(("GPU-", "MIG-"))):
+            raise UsageError(f"--devices: {device!r} is not a GPU index or UUID "
+                             "(e.g. --devices 0,1)")
+    if text is not None and str(text).strip() and not devices:
+        raise UsageError(f"--devices {text!r} names no device")
+    return devices
 
 
 def worker_count(workers, devices):

@@ -13,11 +13,21 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+from search.runtime import process_id
+
 MLRUNS = "mlruns"
 HISTORY_PLOT = "dead_fraction.png"
 UNIT_PLOT = "unit_activity.png"
 _log = logging.getLogger("search.tracking")
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+PROCESS_TAG = "process"  # HOST:PID of the process that created a run
+_ACTIVE = None  # the Tracker this process opened last (see active_tracker)
+
+
+def active_tracker():
+    """The Tracker this process opened last, or None: for code that MLflow runs must reach
+    but that gets no tracker passed (Optuna's heartbeat callback)."""
+    return _ACTIVE
 
 
 def default_tracking_uri(cwd=None):
@@ -78,25 +88,44 @@ class Tracker:
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # schema set-up lines
 
+        from search import secrets, stores
+
+        secrets.guard_output(uri)  # before MLflow prints anything about this store
         self._entities = mlflow.entities
         self.uri, self.experiment_name = uri, experiment_name
         if uri.startswith("sqlite:///"):
             pathlib.Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            artifacts = None  # a tracking server decides; a local database keeps them beside it
-            if uri.startswith("sqlite:///"):  # (MLflow's default is ./mlruns wherever one runs)
-                db = pathlib.Path(uri[len("sqlite:///"):]).resolve()
-                artifacts = (db.parent / "artifacts").as_uri()
-            self.experiment_id = self.client.create_experiment(experiment_name, artifacts)
-        else:
-            self.experiment_id = experiment.experiment_id
+        with stores.first_use_lock(uri):  # a concurrent first search creates the schema too
+            self.client = MlflowClient(tracking_uri=stores.sqlalchemy_url(uri))
+            self.client.search_experiments(max_results=1)  # the store made (and migrated) here
+            self.experiment_id = self._experiment(experiment_name)
         self.parent_id = None
         self.child_tags = {}  # tags of every child run, e.g. the worker and its device
         self._writer, self._pending = None, []
+        global _ACTIVE
+        _ACTIVE = self
+
+    def _experiment(self, name):
+        """The id of experiment `name`, created if missing (by us or a concurrent search)."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = None  # a tracking server decides; a local database keeps them beside it
+        if self.uri.startswith("sqlite:///"):  # (MLflow's default is ./mlruns wherever one runs)
+            db = pathlib.Path(self.uri[len("sqlite:///"):]).resolve()
+            artifacts = (db.parent / "artifacts").as_uri()
+        try:
+            return self.client.create_experiment(name, artifacts)
+        except MlflowException:  # RESOURCE_ALREADY_EXISTS: another search made it just now
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def start_parent(self, params, tags):
+        tags = {PROCESS_TAG: process_id(), **tags}  # a resume closes it if this process dies
         run = self.client.create_run(
             self.experiment_id, tags={k: _text(v) for k, v in tags.items()},
             run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -200,7 +229,8 @@ class ChildRun:
 
     def __init__(self, tracker, trial_number, engine, params):
         self.tracker = tracker
-        tags = {**tracker.child_tags, "mlflow.parentRunId": tracker.parent_id,
+        tags = {PROCESS_TAG: process_id(), **tracker.child_tags,
+                "mlflow.parentRunId": tracker.parent_id,
                 "engine": engine, "trial_number": str(trial_number), "state": "running"}
         self._run_id = tracker.submit(self._create, tags, f"trial-{trial_number}", params)
 

@@ -76,9 +76,10 @@ class _Recorder(keras.callbacks.Callback):
 
 class _StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {loss} in epoch {epoch}")
+        for key in ("loss", "val_loss"):  # a NaN val_loss must not make a trial "best"
+            loss = (logs or {}).get(key)
+            if loss is not None and not math.isfinite(loss):
+                raise NonFiniteLoss(f"{key} became {loss} in epoch {epoch}")
 
 
 def freeze_long_lived_objects():

@@ -1,8 +1,9 @@
 """`keras-relu ui`: the MLflow UI over the store `keras-relu search` writes.
 
 The server is `mlflow server` in a child process, bound to 127.0.0.1 unless told
-otherwise, with one worker (2-core machines). The port is checked before anything
-starts; the URL is printed once the server answers.
+otherwise, with one worker (2-core machines) and no job runner. The store URI reaches it
+through the environment, never its command line. The port and the store are checked
+before anything starts; the URL is printed as soon as the server answers.
 """
 
 import errno
@@ -16,6 +17,7 @@ import time
 import urllib.request
 
 from search import UsageError
+from search.stores import check_tracking_store
 from search.tracking import MLRUNS, default_tracking_uri, mask_url, resolve_tracking_uri
 
 READY_TIMEOUT = 120  # seconds for the server to answer /health
@@ -50,10 +52,21 @@ def artifact_root(uri):
 
 
 def server_command(uri, host, port):
+    """`mlflow server` without the store URI, which `server_env` passes (argv is in `ps`)."""
     root = artifact_root(uri)
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+    return [sys.executable, "-m", "mlflow", "server",
             "--default-artifact-root", root, "--artifacts-destination", root,
             "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def server_env(uri):
+    """The server's environment: the store (its password, if any, stays out of `ps`),
+    with the installed database driver, and no job runner (MLflow's GenAI job queue:
+    a second process importing MLflow that made start-up 2.5x slower on 2 cores)."""
+    from search.stores import sqlalchemy_url
+
+    return dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_BACKEND_STORE_URI=sqlalchemy_url(uri),
+                MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
 
 
 def url_for(host, port):
@@ -85,7 +98,8 @@ def serve(tracking_uri=None, host="127.0.0.1", port=5000, out=sys.stdout):
     if uri.startswith("sqlite:///") and not pathlib.Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {mask_url(uri)} yet: run `keras-relu search` "
                          "first, or pass --tracking-uri")
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    check_tracking_store(uri)  # a database that does not answer: one line, in seconds
+    env = server_env(uri)
     # Its own process group: `mlflow server` starts uvicorn as a grandchild, and the
     # whole group is stopped when this command ends (Ctrl-C, SIGTERM or an error).
     proc = subprocess.Popen(server_command(uri, host, port), env=env, start_new_session=True,

@@ -1,6 +1,7 @@
 """Shared fixtures. The backend is fixed per process by KERAS_BACKEND (see tests/run.py)."""
 
 import os
+import uuid
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as keras-relu sets it
@@ -10,6 +11,54 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 BACKEND = keras.backend.backend()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+PASSWORD = "s3cret-kr"
+
+
+def one_pass(backend):
+    """Each multi-process scenario runs on one backend pass, and each pass runs some: the
+    launcher, storages and recovery do not depend on the backend (the workers' training
+    does, and every pass starts workers), and these scenarios are CI's slowest tests."""
+    return pytest.mark.skipif(BACKEND != backend, reason=f"multi-process scenario: runs on "
+                                                         f"the {backend} pass")
+
+
+def worker_env():
+    """This process's environment for a `keras-relu` subprocess on its backend."""
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=ROOT)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def pg_database():
+    """A fresh database owned by a role with a password; dropped afterwards."""
+    try:
+        import psycopg2
+    except ImportError as err:
+        psycopg2, reason = None, err
+    try:
+        admin = psycopg2.connect(PG_ADMIN, connect_timeout=3) if psycopg2 else None
+    except psycopg2.OperationalError as err:
+        admin, reason = None, err
+    if admin is None:
+        if os.environ.get("KERAS_RELU_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable at {PG_ADMIN}: {reason}")
+        pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN}: {reason}")
+    admin.autocommit = True
+    name = f"kr_scale_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kr_user'")
+        verb = "ALTER" if cur.fetchone() else "CREATE"
+        cur.execute(f"{verb} ROLE kr_user LOGIN PASSWORD %s", (PASSWORD,))
+        cur.execute(f"CREATE DATABASE {name} OWNER kr_user")
+    try:
+        yield f"postgresql://kr_user:{PASSWORD}@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
 
 
 @pytest.fixture(autouse=True)

@@ -14,36 +14,19 @@ import time
 import uuid
 
 import optuna
-import pytest
-from conftest import BACKEND
+from conftest import PASSWORD, one_pass, worker_env
 from mlflow import MlflowClient
 
 from search.engines import optuna as engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PASSWORD = "s3cret-kr"
 FAST = ["--fix=depth=1", "--fix=width=16", "--batch-size=128", "--pruner=none"]
 Failed = optuna.trial.TrialState.FAIL
 
 
-def one_pass(backend):
-    """Each multi-process scenario runs on one backend pass, and each pass runs some: the
-    launcher, storages and recovery do not depend on the backend (the workers' training
-    does, and every pass starts workers), and these scenarios are CI's slowest tests."""
-    return pytest.mark.skipif(BACKEND != backend, reason=f"multi-process scenario: runs on "
-                                                         f"the {backend} pass")
-
-
-def _env():
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=ROOT)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
 def _start(args, cwd):
     return subprocess.Popen([sys.executable, "-m", "search.cli", "search", *args], cwd=cwd,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -130,49 +113,19 @@ def test_a_killed_lock_holder_does_not_wedge_the_relative_journal(tmp_path, monk
     holder = subprocess.run(
         [sys.executable, "-c", "import os, signal; from search.engines import optuna as e; "
          "e.open_storage(e.DEFAULT_STORAGE)._backend._lock.acquire(); "
-         "os.kill(os.getpid(), signal.SIGKILL)"], cwd=tmp_path, env=_env())
+         "os.kill(os.getpid(), signal.SIGKILL)"], cwd=tmp_path, env=worker_env())
     assert holder.returncode == -signal.SIGKILL
     assert os.path.lexists(tmp_path / (engine.DEFAULT_STORAGE + ".lock"))
     writer = subprocess.run(
         [sys.executable, "-c", "import optuna; from search.engines import optuna as e; "
          "optuna.create_study(study_name='after', storage=e.open_storage(e.DEFAULT_STORAGE))"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=120)
     assert writer.returncode == 0, writer.stderr[-2000:]
     names = optuna.get_all_study_names(engine.open_storage(engine.DEFAULT_STORAGE))
     assert sorted(names) == ["after", "held"]
 
 
 # ---- PostgreSQL -------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def pg_database():
-    """A fresh database owned by a role with a password; dropped afterwards."""
-    try:
-        import psycopg2
-    except ImportError as err:
-        psycopg2, reason = None, err
-    try:
-        admin = psycopg2.connect(PG_ADMIN, connect_timeout=3) if psycopg2 else None
-    except psycopg2.OperationalError as err:
-        admin, reason = None, err
-    if admin is None:
-        if os.environ.get("KERAS_RELU_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unreachable at {PG_ADMIN}: {reason}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN}: {reason}")
-    admin.autocommit = True
-    name = f"kr_scale_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kr_user'")
-        verb = "ALTER" if cur.fetchone() else "CREATE"
-        cur.execute(f"{verb} ROLE kr_user LOGIN PASSWORD %s", (PASSWORD,))
-        cur.execute(f"CREATE DATABASE {name} OWNER kr_user")
-    try:
-        yield f"postgresql://kr_user:{PASSWORD}@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
 
 @one_pass("torch")
 def test_four_workers_on_postgres_run_exactly_the_requested_trials(tmp_path, pg_database):

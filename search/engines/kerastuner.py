@@ -22,6 +22,7 @@ import time
 import keras_tuner
 
 from search import UsageError
+from search.runtime import spread_seed
 from search.engines.kt_tuners import (ENGINE, TUNERS, Job, State, TrialRecord, config_of,
                                       hyperparameters, record)
 from search.tracking import MLRUNS
@@ -122,8 +123,9 @@ def open_study(tuner_name, study_name, space, dataset, epochs, seed=0, overwrite
         tuner = TUNERS[tuner_name](
             objective=keras_tuner.Objective(metric, "max" if direction == "maximize" else "min"),
             hyperparameters=hp, allow_new_entries=False,
-            # KerasTuner draws a random seed for seed 0; failed trials never stop a search.
-            seed=seed + 1 if seed >= 0 else seed, max_consecutive_failed_trials=sys.maxsize,
+            # Spread (runtime.spread_seed), never 0 (KerasTuner would draw a random seed);
+            # failed trials never stop a search.
+            seed=spread_seed(seed), max_consecutive_failed_trials=sys.maxsize,
             directory=str(folder.parent), project_name=folder.name, overwrite=overwrite,
             **budget,
         )
@@ -161,9 +163,20 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
     deadline = time.monotonic() + timeout if timeout else None
     tuner.job = Job(study, data, settings, tracker, deadline, tuple(callbacks), build)
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # the oracle's owner
-        tuner.oracle.max_trials = len(tuner.oracle.trials) + n_trials if n_trials else None
+        tuner.oracle.max_trials = trial_budget(tuner.oracle, n_trials)
     freeze_long_lived_objects()
     tuner.search(verbose=0)
+
+
+def trial_budget(oracle, n_trials):
+    """The oracle's max_trials for `n_trials` more runs in this invocation. A trial that an
+    interrupted search left running is in the oracle's trials and is run again first
+    (KerasTuner's retry queue on reload): it is one of the `n_trials`, or a resumed
+    `--trials 6` would run 7."""
+    if not n_trials:
+        return None
+    again = len(getattr(oracle, "_retry_queue", ()))
+    return len(oracle.trials) + max(0, n_trials - again)
 
 
 def best_trials(study, limit=5):
@@ -181,7 +194,7 @@ def as_optuna_study(study):
     states = {State.COMPLETE: optuna.trial.TrialState.COMPLETE,
               State.FAIL: optuna.trial.TrialState.FAIL}
     dists = distributions(study.space)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
     converted = optuna.create_study(direction=study.direction)
     for ended in study.trials:
         attrs = ended.user_attrs

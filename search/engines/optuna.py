@@ -16,6 +16,7 @@ import optuna
 from search import UsageError
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
 from search.names import DEFAULT_STORAGE
+from search.runtime import spread_seed
 from search.tracking import mask_url
 
 ENGINE = "optuna"
@@ -62,6 +63,9 @@ class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     def __call__(self, study, trial):
         import copy
 
+        from search import recovery
+
+        recovery.on_stale_trial(study, trial)  # close the dead attempt's MLflow run
         trial = copy.copy(trial)
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "config"}
         super().__call__(study, trial)
@@ -75,16 +79,10 @@ def retry_callback():
 
 
 def _driver(url):
-    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 and mysql:// as mysqlclient: fall
-    back to psycopg2 / PyMySQL when only those are installed."""
-    import importlib.util
+    """psycopg2 / PyMySQL where SQLAlchemy's default driver is missing (search.stores)."""
+    from search.stores import sqlalchemy_url
 
-    for plain, default, fallback in (("postgresql://", "psycopg", "psycopg2"),
-                                     ("mysql://", "MySQLdb", "pymysql")):
-        if url.startswith(plain) and importlib.util.find_spec(default) is None \
-                and importlib.util.find_spec(fallback) is not None:
-            return url.replace(plain, plain[:-3] + "+" + fallback + "://", 1)
-    return url
+    return sqlalchemy_url(url)
 
 
 def open_search(settings, study_name, space, dataset):
@@ -137,7 +135,8 @@ def join_study(study_name, storage_url):
     multi = settings["objective"] == "pareto"
     study = optuna.load_study(
         study_name=study_name, storage=storage,
-        sampler=make_sampler(settings.get("sampler") or "tpe", settings["seed"] + os.getpid()),
+        sampler=make_sampler(settings.get("sampler") or "tpe",
+                             spread_seed(settings["seed"], os.getpid())),
         pruner=optuna.pruners.NopPruner() if multi else
         make_pruner(settings.get("pruner") or "median", settings["epochs"]))
     return study, job
@@ -170,8 +169,9 @@ def open_study(name, storage, objective, space, dataset, seed=0, pruner=None, sa
     count = len(previous.trials) if previous else 0
     study = optuna.create_study(
         study_name=name, storage=storage, directions=list(directions), load_if_exists=True,
-        # A resumed study gets a new seed, or it would replay its first trials.
-        sampler=make_sampler(sampler, seed + count),
+        # A resumed study gets a new seed, or it would replay its first trials; spread, or
+        # --seed 0 resumed after 5 trials would replay --seed 5's.
+        sampler=make_sampler(sampler, spread_seed(seed, count)),
         pruner=pruner if len(directions) == 1 and pruner is not None else optuna.pruners.NopPruner(),
     )
     for key, value in made_for.items():

@@ -8,13 +8,16 @@ worker needs is `worker.json` in the project directory (`search.engines.kerastun
 """
 
 import os
+import signal
 import socket
+import sys
 import time
 
-from search import runtime
+from search import recovery, runtime
 from search.names import STORAGE_ENV
 
 IP = "127.0.0.1"
+RESPAWNS = 3  # replacement workers per worker slot before the search gives up
 
 
 def free_port():
@@ -42,25 +45,61 @@ def launch(study, settings, tracker, on_trial):
                              quiet_stderr=tuner_id == "chief")  # its last words are noise
 
     chief = start("chief", ["--trials", str(settings.trials)])
-    workers = [start(f"tuner{i}", device=devices[i % len(devices)] if devices else None)
-               for i in range(settings.worker_count)]
+    device = {f"tuner{i}": devices[i % len(devices)] if devices else None
+              for i in range(settings.worker_count)}
+    workers = {tuner_id: start(tuner_id, device=device[tuner_id]) for tuner_id in device}
     try:
-        while any(w.poll() is None for w in workers):
-            if chief.poll():  # 0: it served every trial and left (KerasTuner's exit_chief)
-                raise RuntimeError("KerasTuner chief ended early "
-                                   f"({runtime.describe_exit(chief.returncode)})")
-            time.sleep(0.5)
-        bad = [w.returncode for w in workers if w.returncode]
-        if bad:
-            raise RuntimeError(f"a KerasTuner worker failed ({runtime.describe_exit(bad[0])})")
+        _watch(chief, workers, lambda tuner_id: start(tuner_id, device=device[tuner_id]),
+               tracker)
     except BaseException:  # interrupted, or a process failed: stop the workers first
-        runtime.stop(workers)
+        runtime.stop(list(workers.values()))
         raise
     finally:
         if chief.poll() is None:  # its oracle saved every ended trial; it would idle 20 s
             chief.terminate()
             chief.wait(30)
     study.tuner.reload()
+    mine = _trial_ids(tracker)  # another search on the study at the same time ran the rest
     for record in study.trials:
-        if record.number not in before:
+        if record.number not in before and record.number in mine:
             on_trial(study, record)
+
+
+def _watch(chief, workers, restart, tracker):
+    """Until every worker has exited. A worker killed by a signal is replaced by one with
+    the same KERASTUNER_TUNER_ID: the chief hands it the dead one's trial again (KerasTuner
+    gives a tuner id its ongoing trial), and the dead attempt's run is closed FAILED."""
+    respawns = 0
+    while True:
+        if chief.poll():  # 0: it served every trial and left (KerasTuner's exit_chief)
+            raise RuntimeError("KerasTuner chief ended early "
+                               f"({runtime.describe_exit(chief.returncode)})")
+        for tuner_id, proc in list(workers.items()):
+            code = proc.poll()
+            if code is None or code >= 0 or code == -signal.SIGINT:
+                continue
+            if respawns >= RESPAWNS * len(workers):
+                raise RuntimeError(f"a KerasTuner worker failed ({runtime.describe_exit(code)})")
+            respawns += 1
+            who = f"{socket.gethostname()}:{proc.pid}"
+            print(f"keras-relu: worker {who} died ({runtime.describe_exit(code)}); its trial "
+                  "is retried", file=sys.stderr, flush=True)
+            recovery.close_dead_runs(tracker, processes={who})
+            workers[tuner_id] = restart(tuner_id)
+        if all(w.poll() is not None for w in workers.values()):
+            break
+        time.sleep(0.5)
+    bad = [w.returncode for w in workers.values() if w.returncode]
+    if bad:
+        if -signal.SIGINT in bad or 130 in bad:
+            raise KeyboardInterrupt
+        raise RuntimeError(f"a KerasTuner worker failed ({runtime.describe_exit(bad[0])})")
+
+
+def _trial_ids(tracker):
+    """The KerasTuner trial ids that have a child run under this search's parent run."""
+    tracker.flush()
+    query = f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'"
+    found = tracker.client.search_runs([tracker.experiment_id], filter_string=query,
+                                       max_results=50000)
+    return {int(r.data.tags["trial_id"]) for r in found if r.data.tags.get("trial_id", "").isdigit()}

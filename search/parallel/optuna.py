@@ -11,12 +11,13 @@ FAILED and starts a replacement worker for the rest of the quota. The storage UR
 tracking URI reach workers through the environment (never argv, which `ps` shows).
 """
 
+import datetime
 import os
 import socket
 import sys
 import time
 
-from search import runtime
+from search import recovery, runtime
 from search.names import STORAGE_ENV
 
 RESPAWNS = 3  # replacement workers per slot before the search gives up
@@ -36,6 +37,7 @@ class Launcher:
         self.procs = {}  # slot -> (Popen, worker id, quota)
         self.respawns = {}
         self.ids = set()  # every worker id started
+        self.began = datetime.datetime.now()  # Optuna's trial times are naive local times
 
     def _start(self, slot, quota):
         args = ["--study-name", self.study.study_name, "--trials", str(quota),
@@ -104,7 +106,7 @@ class Launcher:
                 done += trial.state.is_finished()
                 continue
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-            self.tracker.close_trial_run(trial.number, reason)
+            recovery.close_attempt(self.tracker, trial, reason)  # made FAILED if it had none
             if self.rdb:  # Optuna's heartbeat fails and retries it after the grace period
                 self._await_heartbeat(trial._trial_id)
                 continue
@@ -113,6 +115,7 @@ class Launcher:
             except RuntimeError:  # UpdateFinishedTrialError: it ended after all
                 continue
             retry_callback()(self.study, storage.get_trial(trial._trial_id))
+        recovery.close_worker_runs(self.study, self.tracker, wid)  # its last write was lost
         return done
 
     def _await_heartbeat(self, trial_id):
@@ -125,18 +128,26 @@ class Launcher:
             time.sleep(1)
 
     def _close_leftovers(self, reason):
-        """After a stop: a trial still RUNNING is failed, and any run of a trial that ended
-        FAIL or stayed RUNNING (interrupted before its runner could close it) is KILLED."""
+        """After a stop: a trial still RUNNING is failed, and the run of every interrupted
+        attempt is KILLED (made KILLED if the stop came before the attempt made its run;
+        a trial of no worker that started after this search did counts as ours: it was
+        interrupted before it could record its worker)."""
         import optuna
 
         state = optuna.trial.TrialState
         for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING, state.FAIL)):
-            if trial.user_attrs.get("worker") not in self.ids:
+            worker = trial.user_attrs.get("worker")
+            why = trial.user_attrs.get("reason", "")
+            ours = worker in self.ids or (worker is None and trial.datetime_start is not None
+                                          and trial.datetime_start >= self.began)
+            if not ours:
                 continue
             if trial.state == state.RUNNING:
                 self.study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
                 self.study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
-            self.tracker.close_trial_run(trial.number, reason, "KILLED", "interrupted")
+            # An attempt that died earlier keeps its FAILED run; one interrupted after its run
+            # was closed FINISHED (between the fit and Optuna's tell) is a KILLED one.
+            recovery.close_attempt(self.tracker, trial, why or reason, "KILLED", keep=("FAILED",))
 
 
 def launch(study, settings, tracker, on_trial):

@@ -8,7 +8,7 @@ and runs trials through the engine's `optimize`, like the launching process woul
 import os
 import socket
 
-from search import UsageError, runtime
+from search import UsageError, runtime, stores
 from search.names import STORAGE_ENV
 
 
@@ -66,7 +66,9 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
     build = load_builder(settings.model)
     data = datasets.load(settings.dataset, settings.seed, settings.samples, settings.features,
                          settings.classes, targets=settings.loss is not None)
-    tracker = Tracker(resolve_tracking_uri(tracking_uri or settings.tracking_uri), study_name)
+    uri = resolve_tracking_uri(tracking_uri or settings.tracking_uri)
+    stores.check_tracking_store(uri)  # one line in seconds, not MLflow's minutes of retries
+    tracker = Tracker(uri, study_name)
     tracker.child_tags = {"worker": wid, **({"device": os.environ["CUDA_VISIBLE_DEVICES"]}
                                             if "CUDA_VISIBLE_DEVICES" in os.environ else {})}
     own_parent = not tracker.adopt_parent(parent)
