@@ -68,7 +68,7 @@ DATA_CASES = [("nan everywhere", "x_train has NaN or infinite values in"),
 @pytest.mark.parametrize("kind, words", DATA_CASES)
 def test_bad_data_is_refused_in_one_line_before_any_work_item_9(workdir, monkeypatch, capsys,
                                                                kind, words):
-    monkeypatch.setattr(search.trial, "build_model", _no_model)
+    monkeypatch.setattr(search.trial, "Cures", _no_model)
     x, y = _bad_data(kind)
     np.savez(workdir / "bad.npz", x_train=x, y_train=y)
     start = time.monotonic()
@@ -98,8 +98,8 @@ def test_a_nan_validation_loss_fails_the_trial_and_is_never_best_item_9():
     x = ((x - x.mean(0)) / (x.std(0) + 1e-7)).astype("float32")
     x_val = x[1500:].copy()
     x_val[3, 5] = np.nan  # what the data check now refuses: one bad validation row
-    data = Dataset("nan-val", x[:1500], y[:1500].astype("int32"), x_val,
-                   y[1500:].astype("int32"))
+    y_val = y[1500:].astype("int32")
+    data = Dataset("nan-val", x[:1500], y[:1500].astype("int32"), x_val, y_val, x_val, y_val)
     config = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
               "dropout": 0.0, "clipping": "none", "schedule": "constant",
               "learning_rate": 1e-3, "optimizer": "adam", "depth": 1, "width": 16}
@@ -131,7 +131,7 @@ def _raise_if_failed(result):
     ("bad.toml", 'depth = 1\nwidth 16\n', "(at line 2, column 7)"),
 ])
 def test_space_files_empty_or_malformed_item_10(workdir, monkeypatch, capsys, name, text, words):
-    monkeypatch.setattr(search.trial, "build_model", _no_model)
+    monkeypatch.setattr(search.trial, "Cures", _no_model)
     (workdir / name).write_text(text)
     assert main(["search", "--space", name, "--trials", "1"]) == 2
     err = capsys.readouterr().err

@@ -127,6 +127,19 @@ def test_space_translation_is_mechanical():
     assert set(names.TUNERS) == set(kte.TUNERS)
 
 
+def test_a_condition_under_a_condition_nests_kerastuners_scopes():
+    hp = kte.hyperparameters(default_space())
+    (every,) = hp._hps["recycle_every"]
+    assert [(c.name, list(c.values)) for c in every.conditions] == [
+        ("residual", [False]), ("recycle", ["redo"])]
+    for residual, recycle, active in [(False, "redo", True), (False, "none", False),
+                                      (True, "redo", False)]:
+        hp.values.update(residual=residual, recycle=recycle)
+        assert hp.is_active(every) is active
+        config = kte.config_of(default_space(), {**hp.values, "recycle_every": 2})
+        assert ("recycle_every" in config) is active and ("recycle" in config) is not residual
+
+
 @pytest.mark.parametrize("args, words", [
     ([*KT, "--tuner", "grid"], "invalid choice: 'grid'"),
     (["search", "--tuner", "random"], "--tuner applies to --engine kerastuner only"),

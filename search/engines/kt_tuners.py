@@ -1,6 +1,7 @@
 """KerasTuner's tuners over the shared trial runner, and the translation both ways:
 a space to `keras_tuner.HyperParameters`, an ended KerasTuner trial to a `TrialRecord`."""
 
+import contextlib
 import dataclasses
 import enum
 import time
@@ -14,23 +15,39 @@ ENGINE = "kerastuner"
 
 def hyperparameters(space):
     """`keras_tuner.HyperParameters` declaring every dimension of `space`, in order;
-    a conditional dimension gets KerasTuner's `parent_name`/`parent_values`."""
+    a conditional dimension is declared inside KerasTuner's conditional scopes, nested
+    when its parent is itself conditional (recycle_every under recycle under residual)."""
     hp = keras_tuner.HyperParameters()
+    whens = {dim.name: dim.when for dim in space}
     for dim in space:
-        when = {} if dim.when is None else {"parent_name": dim.when[0],
-                                            "parent_values": list(dim.when[1])}
-        if isinstance(dim, Fixed):
-            hp.Fixed(dim.name, dim.value, **when)
-        elif isinstance(dim, Choice) and all(isinstance(v, bool) for v in dim.values):
-            hp.Boolean(dim.name, **when)  # hp.Choice would turn False/True into 0/1
-        elif isinstance(dim, Choice):
-            hp.Choice(dim.name, list(dim.values), **when)
-        elif isinstance(dim, (Float, Int)):
-            kind = hp.Float if isinstance(dim, Float) else hp.Int
-            kind(dim.name, dim.low, dim.high, sampling="log" if dim.log else "linear", **when)
-        else:
-            raise TypeError(f"no KerasTuner translation for {type(dim).__name__}")
+        with contextlib.ExitStack() as scopes:
+            for parent, values in _condition_chain(dim.name, whens):
+                scopes.enter_context(hp.conditional_scope(parent, list(values)))
+            _declare(hp, dim)
     return hp
+
+
+def _condition_chain(name, whens):
+    """The conditions of `name`, outermost first."""
+    chain = []
+    while whens.get(name) is not None:
+        chain.append(whens[name])
+        name = whens[name][0]
+    return chain[::-1]
+
+
+def _declare(hp, dim):
+    if isinstance(dim, Fixed):
+        hp.Fixed(dim.name, dim.value)
+    elif isinstance(dim, Choice) and all(isinstance(v, bool) for v in dim.values):
+        hp.Boolean(dim.name)  # hp.Choice would turn False/True into 0/1
+    elif isinstance(dim, Choice):
+        hp.Choice(dim.name, list(dim.values))
+    elif isinstance(dim, (Float, Int)):
+        kind = hp.Float if isinstance(dim, Float) else hp.Int
+        kind(dim.name, dim.low, dim.high, sampling="log" if dim.log else "linear")
+    else:
+        raise TypeError(f"no KerasTuner translation for {type(dim).__name__}")
 
 
 def config_of(space, values):
