@@ -54,7 +54,9 @@ class SearchResult:
         """The best trial's fitted model, loaded through MLflow's Keras flavour."""
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
+        from search.tracking import mlflow_uri
+
+        mlflow.set_tracking_uri(mlflow_uri(self.tracking_uri))
         if not self.model_uri:
             raise ValueError(f"study {self.study_name!r} has no logged best model")
         return mlflow.keras.load_model(self.model_uri)

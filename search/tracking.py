@@ -41,6 +41,14 @@ def resolve_tracking_uri(uri=None):
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+def mlflow_uri(uri=None):
+    """The resolved tracking URI as MLflow is given it (SQL URLs with the driver that is
+    installed, see `search.stores.sqlalchemy_url`); `uri` itself stays what is shown."""
+    from search.stores import sqlalchemy_url
+
+    return sqlalchemy_url(resolve_tracking_uri(uri))
+
+
 def mask_url(url):
     """`url` with any password replaced by ***."""
     try:
@@ -96,7 +104,7 @@ class Tracker:
         if uri.startswith("sqlite:///"):
             pathlib.Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         with stores.first_use_lock(uri):  # a concurrent first search creates the schema too
-            self.client = MlflowClient(tracking_uri=stores.sqlalchemy_url(uri))
+            self.client = MlflowClient(tracking_uri=mlflow_uri(uri))
             self.client.search_experiments(max_results=1)  # the store made (and migrated) here
             self.experiment_id = self._experiment(experiment_name)
         self.parent_id = None
@@ -277,7 +285,7 @@ class ChildRun:
         import mlflow
         from mlflow.models import Model, infer_signature
 
-        mlflow.set_tracking_uri(self.tracker.uri)  # where Model.log writes
+        mlflow.set_tracking_uri(mlflow_uri(self.tracker.uri))  # where Model.log writes
         # mlflow.keras.log_model with an explicit run: the active-run stack is per thread.
         # Given requirements spare MLflow inferring them by reloading the model.
         info = Model.log(None, name="model", flavor=mlflow.keras, model=model,

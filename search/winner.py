@@ -46,10 +46,12 @@ def conclude(tracker, best, data, batch_size, loss=None, metrics=None):
     import mlflow
     import yaml
 
+    from search.tracking import mlflow_uri
+
     uri = best.model_uri or tracker.child_tag(best.number, "model_uri")
     scores = {}
     if uri:
-        mlflow.set_tracking_uri(tracker.uri)
+        mlflow.set_tracking_uri(mlflow_uri(tracker.uri))
         model = mlflow.keras.load_model(uri)
         if not model.compiled:
             from search.optimizers import compile_model
@@ -73,10 +75,10 @@ def find(study_name=None, tracking_uri=None):
     """The `Winner` of the last finished search of `study_name` (default: of any study)."""
     from mlflow import MlflowClient
 
-    from search.tracking import mask_url, resolve_tracking_uri
+    from search.tracking import mask_url, mlflow_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(uri)
+    client = MlflowClient(mlflow_uri(uri))
     if study_name:
         experiment = client.get_experiment_by_name(study_name)
         if experiment is None:
@@ -108,11 +110,11 @@ def register(winner, name, tracking_uri=None):
     """Register the winner's model in MLflow's Model Registry as `name`; its version."""
     import mlflow
 
-    from search.tracking import resolve_tracking_uri
+    from search.tracking import mlflow_uri
 
     if not winner.model_uri:
         raise UsageError(f"study {winner.study_name!r}: its best trial logged no model")
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    mlflow.set_tracking_uri(mlflow_uri(tracking_uri))
     return mlflow.register_model(winner.model_uri, name).version
 
 
@@ -121,11 +123,11 @@ def export(winner, output, tracking_uri=None):
     import mlflow
     import yaml
 
-    from search.tracking import resolve_tracking_uri
+    from search.tracking import mlflow_uri
 
     folder = pathlib.Path(output)
     folder.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    mlflow.set_tracking_uri(mlflow_uri(tracking_uri))
     keras_file = folder / f"{winner.study_name}.keras"
     winner.load_model().save(keras_file)
     config = folder / f"{winner.study_name}.{BEST_FILE}"

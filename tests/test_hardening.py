@@ -202,10 +202,10 @@ def test_the_progress_bar_shows_no_accuracy_for_a_failed_trial_item_11(capsys):
     from search.report import Progress, TrialSummary
 
     with Progress(2) as bar:
-        bar.on_trial(TrialSummary(0, "failed", {}, 0.97, None, None, "loss became nan"))
+        bar.on_trial(TrialSummary(0, "failed", {}, 0.97, reason="loss became nan"))
         assert "0.97" not in str(bar.bar)
-        bar.on_trial(TrialSummary(1, "complete", {}, 0.88, 0.1))
-        assert "last=0.880" in str(bar.bar)
+        bar.on_trial(TrialSummary(1, "complete", {}, 0.88, 0.88, 0.1))
+        assert "last=0.88]" in str(bar.bar)
     assert "trial 0 failed: loss became nan" in capsys.readouterr().out
 
 

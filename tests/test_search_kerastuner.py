@@ -14,7 +14,8 @@ from search.tracking import default_tracking_uri
 
 # Tiny, fast trials; the conditional parents fixed so every trial has the same keys.
 FIX = [f"--fix={f}" for f in ("depth=1", "width=16", "clipping=clipnorm",
-                              "schedule=cosine_warmup", "optimizer=adam")]
+                              "schedule=cosine_warmup", "optimizer=adam",
+                              "residual=false", "recycle=none")]
 FAST = ["--batch-size", "128", *FIX]
 KT = ["search", "--engine", "kerastuner"]
 

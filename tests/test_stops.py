@@ -123,7 +123,7 @@ def test_sigterm_then_sigkill_then_a_resume_that_closes_what_was_left_item_3(tmp
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     assert trials(storage, "digits")[killed.number].state == State.RUNNING  # nothing closed it
-    code, out, err = finish(start(["--trials", "1", "--epochs", "1", *FAST], tmp_path))
+    code, out, err = finish(start(["--trials", "1", "--epochs", "4", *FAST], tmp_path))
     assert code == 0, err[-2000:]
     assert "closed 3 trial(s) and run(s) left RUNNING by a process that died" in err
     dead = trials(storage, "digits")[killed.number]
