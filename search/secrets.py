@@ -1,9 +1,9 @@
 """No password on screen: masking text and the log lines of the libraries we call.
 
-`search.tracking.mask_url` masks one URL we print ourselves; this module covers what
-others print: MLflow's "View run ... at: URL" lines (printed with the URL as given,
-password included, after every run of an HTTP tracking server), exception messages
-that quote a URL, and log records of MLflow, Optuna, SQLAlchemy and urllib3.
+`mask_text` masks what we print ourselves; the filters cover what others print: MLflow's
+"View run ... at: URL" lines (printed with the URL as given, password included, after
+every run of an HTTP tracking server), exception messages that quote a URL, and log
+records of MLflow, Optuna, SQLAlchemy and urllib3.
 """
 
 import logging

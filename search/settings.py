@@ -160,14 +160,14 @@ class SearchSettings:
     def to_dict(self):
         """Plain data for a worker; a URL's password is never stored (a worker takes the
         URL from its own command line or environment)."""
-        from search.tracking import mask_url
+        from search.secrets import mask_text
 
         data = dataclasses.asdict(self)
         if not _plain(self.loss) or not _plain(self.metrics):
             raise UsageError("loss= and metrics= must be names Keras knows (strings) when "
                              "workers in other processes need them")
         for key in ("storage", "tracking_uri"):
-            if data[key] and mask_url(data[key]) != data[key]:
+            if data[key] and mask_text(data[key]) != data[key]:
                 data[key] = None
         return data
 

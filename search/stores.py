@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 
 from search import UsageError
+from search.secrets import mask_text
 
 CHECK_TIMEOUT = 5  # seconds to reach a tracking server or database
 SQL_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -35,12 +36,6 @@ def sqlalchemy_url(url):
                 and importlib.util.find_spec(fallback) is not None:
             return url.replace(plain, plain[:-3] + "+" + fallback + "://", 1)
     return url
-
-
-def _masked(url):
-    from search.secrets import mask_text
-
-    return mask_text(url)
 
 
 def check_tracking_store(uri, timeout=CHECK_TIMEOUT):
@@ -74,7 +69,7 @@ def _check_server(uri, timeout):
             reason = f"no answer in {timeout} s"
         elif isinstance(reason, OSError) and reason.strerror:
             reason = reason.strerror.lower()
-        raise UsageError(f"cannot reach the MLflow tracking server {_masked(uri)}: "
+        raise UsageError(f"cannot reach the MLflow tracking server {mask_text(uri)}: "
                          f"{reason}") from None
 
 
@@ -90,7 +85,7 @@ def _check_database(uri, timeout):
     except Exception as err:
         cause = getattr(err, "orig", None) or err
         lines = [line for line in str(cause).strip().splitlines() if line.strip()]
-        raise UsageError(f"cannot reach the MLflow tracking store {_masked(uri)}: "
+        raise UsageError(f"cannot reach the MLflow tracking store {mask_text(uri)}: "
                          f"{lines[0].strip() if lines else type(cause).__name__}") from None
 
 
@@ -102,7 +97,7 @@ def _check_sqlite(uri):
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot create the MLflow store {_masked(uri)}: "
+        raise UsageError(f"cannot create the MLflow store {mask_text(uri)}: "
                          f"{folder} is not a writable folder")
 
 

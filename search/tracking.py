@@ -10,10 +10,10 @@ import os
 import pathlib
 import tempfile
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 from search.runtime import process_id
+from search.secrets import mask_text
 
 MLRUNS = "mlruns"
 HISTORY_PLOT = "dead_fraction.png"
@@ -49,25 +49,13 @@ def mlflow_uri(uri=None):
     return sqlalchemy_url(resolve_tracking_uri(uri))
 
 
-def mask_url(url):
-    """`url` with any password replaced by ***."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def ui_command(uri):
     """How to open the runs: a URL for a tracking server, else the `keras-relu ui` command."""
     if uri.startswith(("http://", "https://")):
-        return f"open {mask_url(uri)} in a browser"
+        return f"open {mask_text(uri)} in a browser"
     if uri == default_tracking_uri():
         return "keras-relu ui"
-    return f"keras-relu ui --tracking-uri {mask_url(uri)}"
+    return f"keras-relu ui --tracking-uri {mask_text(uri)}"
 
 
 def _numbers(values):

@@ -18,7 +18,8 @@ import urllib.request
 
 from search import UsageError
 from search.stores import check_tracking_store
-from search.tracking import MLRUNS, default_tracking_uri, mask_url, resolve_tracking_uri
+from search.secrets import mask_text
+from search.tracking import MLRUNS, default_tracking_uri, resolve_tracking_uri
 
 READY_TIMEOUT = 120  # seconds for the server to answer /health
 
@@ -94,9 +95,9 @@ def serve(tracking_uri=None, host="127.0.0.1", port=5000, out=sys.stdout):
     uri = resolve_tracking_uri(tracking_uri)
     check_port_free(host, port)
     if uri.startswith(("http://", "https://")):
-        raise UsageError(f"{mask_url(uri)} is already a tracking server: open it in a browser")
+        raise UsageError(f"{mask_text(uri)} is already a tracking server: open it in a browser")
     if uri.startswith("sqlite:///") and not pathlib.Path(uri[len("sqlite:///"):]).exists():
-        raise UsageError(f"no MLflow store at {mask_url(uri)} yet: run `keras-relu search` "
+        raise UsageError(f"no MLflow store at {mask_text(uri)} yet: run `keras-relu search` "
                          "first, or pass --tracking-uri")
     check_tracking_store(uri)  # a database that does not answer: one line, in seconds
     env = server_env(uri)
@@ -111,7 +112,7 @@ def serve(tracking_uri=None, host="127.0.0.1", port=5000, out=sys.stdout):
             _stop(proc)
             lines = (proc.communicate(timeout=10)[1] or "").strip().splitlines()
             raise RuntimeError(f"mlflow server did not start: {lines[-1] if lines else 'no answer'}")
-        print(f"MLflow UI: {url}  (store {mask_url(uri)}; Ctrl-C stops it)", file=out, flush=True)
+        print(f"MLflow UI: {url}  (store {mask_text(uri)}; Ctrl-C stops it)", file=out, flush=True)
         for line in proc.stderr:  # the server's log, passed on (so its pipe never fills)
             sys.stderr.write(line)
         code = proc.wait()

@@ -75,14 +75,15 @@ def find(study_name=None, tracking_uri=None):
     """The `Winner` of the last finished search of `study_name` (default: of any study)."""
     from mlflow import MlflowClient
 
-    from search.tracking import mask_url, mlflow_uri, resolve_tracking_uri
+    from search.secrets import mask_text
+    from search.tracking import mlflow_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(mlflow_uri(uri))
     if study_name:
         experiment = client.get_experiment_by_name(study_name)
         if experiment is None:
-            raise UsageError(f"no study {study_name!r} in {mask_url(uri)}")
+            raise UsageError(f"no study {study_name!r} in {mask_text(uri)}")
         experiments = [experiment.experiment_id]
     else:
         experiments = [e.experiment_id for e in client.search_experiments()]
@@ -91,7 +92,7 @@ def find(study_name=None, tracking_uri=None):
                               order_by=["attributes.end_time DESC"], max_results=1)
     if not runs:
         where = f"study {study_name!r}" if study_name else "any study"
-        raise UsageError(f"no finished search with a best trial for {where} in {mask_url(uri)}")
+        raise UsageError(f"no finished search with a best trial for {where} in {mask_text(uri)}")
     parent = runs[0]
     import mlflow
     import yaml

@@ -16,12 +16,18 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PASSWORD = "s3cret-kr"
 
 
-def one_pass(backend):
+def one_pass(backend, what="multi-process scenario"):
     """Each multi-process scenario runs on one backend pass, and each pass runs some: the
     launcher, storages and recovery do not depend on the backend (the workers' training
-    does, and every pass starts workers), and these scenarios are CI's slowest tests."""
-    return pytest.mark.skipif(BACKEND != backend, reason=f"multi-process scenario: runs on "
-                                                         f"the {backend} pass")
+    does, and every pass starts workers), and these scenarios are CI's slowest tests.
+    The same holds for searches that test the engines' and MLflow's bookkeeping (`what`
+    says so): a search on each backend is tested in test_search_cli.py and test_api.py."""
+    return pytest.mark.skipif(BACKEND != backend, reason=f"{what}: runs on the {backend} pass")
+
+
+def search_logic(backend):
+    """`one_pass` for a search that tests bookkeeping, not the backend's training."""
+    return one_pass(backend, "search bookkeeping")
 
 
 def worker_env():

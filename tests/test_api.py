@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import BACKEND, mlflow_runs
+from conftest import BACKEND, mlflow_runs, search_logic
 from sklearn.datasets import load_digits
 
 import search
@@ -42,6 +42,7 @@ def test_run_returns_the_trials_and_the_best_run_is_in_mlflow(workdir, capsys):
     assert "Best trials:" in result.report() and "MLflow runs: keras-relu ui" in result.report()
 
 
+@search_logic("tensorflow")
 def test_run_on_arrays_with_validation_data(workdir):
     x, y = load_digits(return_X_y=True)
     result = search.run(data=(x[:1200], y[:1200]), validation_data=(x[1200:], y[1200:]),
@@ -111,6 +112,7 @@ def test_device_lists_parse_once_for_both_launchers(text, devices):
     assert optuna.runtime is runtime and kerastuner.runtime is runtime  # no copy of it
 
 
+@search_logic("tensorflow")
 def test_the_space_a_search_logs_is_a_space_file_it_reads(workdir):
     space = search.default_space().with_cli(["depth=1"], ["activation=relu,elu"])
     result = search.run(space=space, trials=1, epochs=1, fix=["width=16"], progress=False)

@@ -5,7 +5,7 @@ import csv
 
 import optuna
 import pytest
-from conftest import BACKEND, mlflow_runs
+from conftest import BACKEND, mlflow_runs, search_logic
 
 from search.cli import main
 from search.engines import optuna as engine
@@ -55,6 +55,7 @@ def test_prune_dead_above_prunes_dying_trials_that_complete_without_it(workdir, 
     assert all(states[n] == "complete" for n in pruned), states
 
 
+@search_logic("tensorflow")
 def test_a_trial_with_redo_and_rai_logs_recycles_and_the_unit_picture(workdir):
     # recycling is searched only without skip connections (residual=false)
     cures = ["recycle=redo", "recycle_every=1", "initializer=rai", "residual=false",
@@ -68,6 +69,7 @@ def test_a_trial_with_redo_and_rai_logs_recycles_and_the_unit_picture(workdir):
     assert UNIT_PLOT in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@search_logic("tensorflow")
 def test_compare_rows_are_cure_combinations_on_the_deep_narrow_scenario(workdir):
     assert main(["compare", "--scenario", "digits-deep-narrow", "--activations", "relu",
                  "--cures", "none,redo,rai,residual", "--seeds", "1", "--epochs", "1"]) == 0
@@ -88,6 +90,7 @@ def test_an_unknown_cure_is_one_line(workdir, capsys):
     assert err.count("\n") == 1 and "unknown cure magic" in err
 
 
+@search_logic("tensorflow")
 def test_a_new_default_study_starts_with_the_control_trials(workdir, capsys):
     from search.space import CONTROLS
 

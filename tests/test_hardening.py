@@ -11,7 +11,7 @@ import time
 import numpy as np
 import optuna
 import pytest
-from conftest import BACKEND
+from conftest import BACKEND, search_logic
 
 import search
 import search.trial
@@ -190,6 +190,7 @@ def test_ui_on_an_unreachable_database_fails_fast_item_7(tmp_path):
     assert "secretpw" not in proc.stderr and seconds < 60
 
 
+@search_logic("tensorflow")
 def test_kerastuner_prints_no_optuna_line_item_11(tmp_path):
     proc, _ = _cli(["search", "--engine", "kerastuner", "--trials", "1", "--epochs", "1",
                     *FAST], tmp_path)  # a process of its own: Optuna's log handler as a user's

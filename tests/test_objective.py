@@ -5,13 +5,15 @@ import math
 
 import optuna
 import pytest
-from conftest import mlflow_runs
+from conftest import mlflow_runs, search_logic
 
 from search.cli import main
 from search.engines import optuna as engine
 from search.settings import SearchSettings
 from search.space import default_space
 from search.tracking import default_tracking_uri
+
+pytestmark = search_logic("torch")
 
 FAST = ["--fix=depth=1", "--fix=width=16", "--batch-size=128"]
 

@@ -3,6 +3,7 @@ as the Optuna engine; the three tuners; resume; bad input. MLflow is read back t
 MlflowClient, KerasTuner's state through its own oracle."""
 
 import pytest
+from conftest import search_logic
 from mlflow import MlflowClient
 
 import search.space
@@ -11,6 +12,8 @@ from search.cli import main
 from search.engines import kerastuner as kte
 from search.space import Choice, Float, Int, Space, default_space
 from search.tracking import default_tracking_uri
+
+pytestmark = search_logic("torch")
 
 # Tiny, fast trials; the conditional parents fixed so every trial has the same keys.
 FIX = [f"--fix={f}" for f in ("depth=1", "width=16", "clipping=clipnorm",

@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import BACKEND, mlflow_runs
+from conftest import BACKEND, mlflow_runs, search_logic
 from mlflow import MlflowClient
 from sklearn.datasets import load_digits
 
@@ -65,6 +65,7 @@ def _check_children(uri, study, count):
     return client, parents
 
 
+@search_logic("torch")
 def test_a_user_model_file_on_both_engines(user_model, workdir, capsys):
     uri = default_tracking_uri(workdir)
     assert main(["search", *user_model, "--trials", "3", "--epochs", "2", "--study-name", "o"]) == 0
@@ -125,6 +126,7 @@ def test_the_winner_from_python(workdir):
     assert float(proc.stdout.strip().splitlines()[-1]) < 1e-5
 
 
+@search_logic("torch")
 def test_keras_relu_best_exports_registers_and_best_yaml_retrains_it(workdir, capsys):
     assert main(["search", "--trials", "3", "--epochs", "1", "--fix", "depth=1",
                  "--fix", "width=16"]) == 0
@@ -173,6 +175,7 @@ def test_a_bad_builder_is_one_line_before_anything_is_created(workdir, capsys, b
     assert not (workdir / "mlruns").exists()
 
 
+@search_logic("torch")
 def test_a_builder_without_the_cures_activation_warns_once(workdir, capsys):
     (workdir / "plain.py").write_text(
         "import keras\ndef build(c, s, n):\n    return keras.Sequential([keras.Input(s), "

@@ -17,7 +17,7 @@ from search import UsageError
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
 from search.names import DEFAULT_STORAGE
 from search.runtime import spread_seed
-from search.tracking import mask_url
+from search.secrets import mask_text
 
 ENGINE = "optuna"
 JOB_ATTR = "search"  # the study user attribute holding a worker's job
@@ -52,7 +52,7 @@ def open_storage(url=None):
         cause = getattr(err, "orig", None) or err
         lines = str(cause).strip().splitlines()
         raise UsageError(
-            f"cannot open storage {mask_url(target)}: {lines[0] if lines else type(err).__name__}"
+            f"cannot open storage {mask_text(target)}: {lines[0] if lines else type(err).__name__}"
         ) from None
 
 
@@ -114,7 +114,7 @@ def enqueue_controls(study, space):
 
 def describe(settings, study):
     """Where the study lives (password masked) and the engine's own choices."""
-    return mask_url(settings.storage_url), {"pruner": settings.chosen_pruner,
+    return mask_text(settings.storage_url), {"pruner": settings.chosen_pruner,
                                             "sampler": settings.chosen_sampler}
 
 
@@ -130,7 +130,7 @@ def join_study(study_name, storage_url):
         job = optuna.load_study(study_name=study_name, storage=storage).user_attrs[JOB_ATTR]
     except KeyError:
         raise UsageError(f"no study {study_name!r} made by `keras-relu search` in "
-                         f"{mask_url(storage_url)}") from None
+                         f"{mask_text(storage_url)}") from None
     settings = job["settings"]
     multi = settings["objective"] == "pareto"
     study = optuna.load_study(
