@@ -273,7 +273,8 @@ class ChildRun:
         import mlflow
         from mlflow.models import Model, infer_signature
 
-        mlflow.set_tracking_uri(mlflow_uri(self.tracker.uri))  # where Model.log writes
+        mlflow.set_tracking_uri(mlflow_uri(self.tracker.uri))  # where Model.log writes,
+        mlflow.set_experiment(experiment_id=self.tracker.experiment_id)  # and in which one
         # mlflow.keras.log_model with an explicit run: the active-run stack is per thread.
         # Given requirements spare MLflow inferring them by reloading the model.
         info = Model.log(None, name="model", flavor=mlflow.keras, model=model,

@@ -34,6 +34,10 @@ def test_minimising_val_loss_keeps_a_model_only_for_each_improvement(workdir, ca
             improvements.append(trial.number)
     kept = sorted(n for n, r in runs.items() if r.data.tags.get("model_uri"))
     assert kept == improvements  # a model per improvement, none for the others
+    experiment_id = parents[0].info.experiment_id  # the study's, not MLflow's Default
+    models = client.search_logged_models(experiment_ids=[experiment_id])
+    assert sorted(f"models:/{m.model_id}" for m in models) == sorted(
+        runs[n].data.tags["model_uri"] for n in kept)
     assert parents[0].data.tags["best_model_run_id"] == runs[improvements[-1]].info.run_id
     assert parents[0].data.metrics["best_val_loss"] == pytest.approx(best_so_far)
     assert "best_test_loss" in parents[0].data.metrics
