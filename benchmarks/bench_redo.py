@@ -28,24 +28,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_monitor import compile_model, digits_mlp, small_cnn  # noqa: E402
+from bench_monitor import compile_model, digits_mlp, fastest_epochs, small_cnn  # noqa: E402
 
 import keras_relu  # noqa: E402
 from keras_relu import neurons  # noqa: E402
 
 DEAD = {16: [0, 1], 32: [0, 1, 2, 3]}  # units forced dead, by layer width
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def _force_dead(model):
@@ -87,20 +75,6 @@ def bench_recycle(model, x, y, probe, reps, batch_size=256):
     return {k: min(v) for k, v in times.items()}
 
 
-def bench_epochs(model, x, y, probe, reps, batch_size, epochs=2):
-    """(b), (c): fastest epoch with vs without ReDo every epoch, fits alternating."""
-    with_, without = [], []
-    redo = keras_relu.ReDo(probe=probe)
-    model.fit(x[:batch_size * 4], y[:batch_size * 4], batch_size=batch_size, verbose=0)
-    for _ in range(reps):
-        for times, callbacks in ((without, []), (with_, [redo])):
-            timer = EpochTimer()
-            model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
-                      callbacks=[*callbacks, timer])
-            times.extend(timer.times)
-    return min(with_), min(without)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -127,11 +101,12 @@ def main():
                      "<= 1.30x"))
         rows.append(("(a') check_again vs check (noise floor)", t["check_again"], t["check"], ""))
     if "b" in cases:
-        with_, without = bench_epochs(compile_model(small_cnn()), x, y, probe, args.reps, 128)
+        with_, without = fastest_epochs(compile_model(small_cnn()), x, y,
+                                        keras_relu.ReDo(probe=probe), args.reps, 128)
         rows.append((f"(b) epoch, {args.samples} x 32x32x3, CNN", with_, without, "reported"))
     if "c" in cases:
-        with_, without = bench_epochs(compile_model(digits_mlp(), lr=0.01), dx, dy, dx,
-                                      args.reps, batch_size=64)
+        with_, without = fastest_epochs(compile_model(digits_mlp(), lr=0.01), dx, dy,
+                                        keras_relu.ReDo(probe=dx), args.reps, batch_size=64)
         rows.append(("(c) epoch, digits 1797 x 64, MLP", with_, without, "reported"))
 
     print(f"\nbackend: {keras.backend.backend()}   (fastest of the repetitions, seconds)")

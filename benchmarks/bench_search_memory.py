@@ -17,15 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+from bench_kerastuner_memory import rss_mib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def rss_mib():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def measure(engine_name, checkpoints):
