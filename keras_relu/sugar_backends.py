@@ -7,7 +7,7 @@ gradient with XLA (`tf.function(jit_compile=True)`) and torch with Inductor
 (`torch.compile`); JAX needs nothing, as XLA already fuses the whole step.
 
 The function compiled is `surrogate_grad`, the reference, for any surrogate
-(user-registered ones too), once per surrogate, parameters, dtype and rank.
+(user-registered ones too), once per surrogate, parameters, dtype, rank and device.
 Before first use it is run on a tiny input; if compiling fails (no C++
 compiler for Inductor, an untraceable user surrogate, ...) that key keeps the
 uncompiled `surrogate_grad` and one warning says why. `PATHS` counts the
@@ -34,22 +34,22 @@ def _own_copy(fn, name):
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
-def _compile_torch(fn, dtype, ndim):
+def _compile_torch(fn, like):
     import torch
 
     compiled = torch.compile(fn, dynamic=True, fullgraph=True)
-    probe = torch.zeros((2,) * ndim, dtype=getattr(torch, dtype))
+    probe = like.new_zeros((2,) * like.ndim)  # same dtype and device
     compiled(probe, probe)  # compiles now, so a failure surfaces here
     return compiled
 
 
-def _compile_tensorflow(fn, dtype, ndim):
+def _compile_tensorflow(fn, like):
     import tensorflow as tf
 
-    spec = tf.TensorSpec([None] * ndim, dtype)  # one trace; XLA compiles per shape
+    spec = tf.TensorSpec([None] * len(like.shape), like.dtype)  # XLA compiles per shape
     compiled = tf.function(fn, jit_compile=True, input_signature=[spec, spec])
     with tf.init_scope():  # run eagerly, even while a graph is being traced
-        probe = tf.zeros((2,) * ndim, dtype=dtype)
+        probe = tf.zeros((2,) * len(like.shape), dtype=like.dtype)
         compiled(probe, probe).numpy()
     return compiled
 
@@ -57,9 +57,12 @@ def _compile_tensorflow(fn, dtype, ndim):
 COMPILERS = {"torch": _compile_torch, "tensorflow": _compile_tensorflow}
 
 
-def _compiled(derivative, params, dtype, ndim):
-    """The compiled gradient for this key, or None when compiling failed."""
-    key = (backend.backend(), derivative, tuple(sorted(params.items())), dtype, ndim)
+def _compiled(derivative, params, x):
+    """The compiled gradient for `x`'s surrogate, parameters, dtype, rank and device,
+    or None when compiling it failed."""
+    dtype = backend.standardize_dtype(x.dtype)
+    key = (backend.backend(), derivative, tuple(sorted(params.items())), dtype,
+           len(x.shape), str(getattr(x, "device", "")))
     if key not in _CACHE:
 
         def grad(x, upstream):
@@ -67,7 +70,7 @@ def _compiled(derivative, params, dtype, ndim):
 
         grad = _own_copy(grad, f"sugar_grad_{len(_CACHE)}")
         try:
-            _CACHE[key] = COMPILERS[key[0]](grad, dtype, ndim)
+            _CACHE[key] = COMPILERS[key[0]](grad, x)
         except Exception as err:  # any compiler failure: keep the reference
             _CACHE[key] = None
             name = getattr(derivative, "__name__", repr(derivative))
@@ -83,7 +86,7 @@ def fused_grad(x, upstream, derivative, params):
         return surrogate_grad(x, upstream, derivative, params)
     fn = None
     if backend.backend() in COMPILERS:
-        fn = _compiled(derivative, params, backend.standardize_dtype(x.dtype), len(x.shape))
+        fn = _compiled(derivative, params, x)
     PATHS["fallback" if fn is None else "compiled"] += 1
     if fn is None:
         return surrogate_grad(x, upstream, derivative, params)

@@ -57,7 +57,7 @@ def test_fast_path_equals_the_portable_op(name, dtype, rng):
 def no_compiler(monkeypatch):
     """The compile step fails, as it does without a C++ compiler for Inductor."""
 
-    def unavailable(fn, dtype, ndim):
+    def unavailable(fn, like):
         raise RuntimeError("no compiler (simulated)")
 
     monkeypatch.setattr(sugar_backends, "_CACHE", {})
