@@ -187,7 +187,7 @@ def _parse():
                         help="relu first; relu_again, sugar, sugar_<surrogate>, injection")
     parser.add_argument("--device", help="e.g. cpu, gpu:0, cuda:0 (default: the backend's)")
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds of timing")
-    parser.add_argument("--memory-rounds", type=int, default=1)
+    parser.add_argument("--memory-rounds", type=int, default=1, help="0: no memory column")
     parser.add_argument("--speed-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -221,7 +221,8 @@ def main():
             ref = best["relu"]
             for variant, b in best.items():
                 print(f"{backend:<11}{arch:<6}{variant:<12}"
-                      + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" for k, w, p in
+                      + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" if k in b else
+                                f"{'-':>{w}}{'-':>7}" for k, w, p in
                                 (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1)))
                       + f"  {device}", flush=True)
             if paths:
