@@ -1,18 +1,23 @@
-"""SugarReLU against plain ReLU and forward-gradient injection, side by side.
+"""SugarReLU against plain ReLU on an MLP and a small CNN, side by side.
 
-    python benchmarks/bench_sugar.py [--backends tensorflow,jax,torch] [--rounds 40]
+    python benchmarks/bench_sugar.py [--backends tensorflow,jax,torch] [--models mlp,cnn]
+        [--variants relu,relu_again,sugar,sugar_nelu,sugar_gelu] [--device cpu]
 
-Speed: one process per backend holds the four models (same weights) and
-interleaves them in blocks of a few steps, round after round in rotated order;
-each variant keeps its fastest block. Interleaving in one process takes out
-what differs between processes (memory layout, thread placement, the VM's
+Speed: one process per backend holds every variant of a model (same weights)
+and interleaves them in blocks of a few steps, round after round in rotated
+order; each variant keeps its fastest block. Interleaving in one process takes
+out what differs between processes (memory layout, thread placement, the VM's
 neighbours), and the fastest block takes out TensorFlow's random flips to a
-~2x slower mode on small CPUs (see shared/DESIGN.md). `relu_again` is plain
-ReLU timed a second time: its ratio is the noise floor.
+~2x slower mode on small CPUs (see the project's DESIGN notes). `relu_again`
+is plain ReLU timed a second time: its ratio is the noise floor.
 
 Memory: the peak resident set while training, above what the process held
-before the model was built (Linux VmHWM, reset first), one process per
-variant since a peak cannot be shared.
+before the model was built (Linux VmHWM, reset first), one process per model
+and variant since a peak cannot be shared. On an accelerator, host memory only.
+
+Variants: `relu` is `Activation("relu")`; `sugar` is `SugarReLU("bsilu")`,
+`sugar_<name>` is `SugarReLU(name)`; `injection` is forward-gradient injection
+(`s(x) - stop_gradient(s(x)) + stop_gradient(relu(x))`) with B-SiLU.
 """
 
 import argparse
@@ -22,10 +27,12 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("relu", "relu_again", "sugar", "injection")  # relu_again: the noise floor
+VARIANTS = ("relu", "relu_again", "sugar", "injection")  # the MLP set bench_sugar_callgrind uses
+DEFAULT_VARIANTS = ("relu", "relu_again", "sugar", "sugar_nelu", "sugar_gelu")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES, FEATURES, CLASSES, WIDTH, DEPTH, BATCH = 16384, 784, 10, 512, 4, 256
-STEPS = 8  # steps per timed block
+CNN_SHAPE, CNN_FILTERS, CNN_BATCH, CNN_SAMPLES = (32, 32, 3), (32, 32, 64), 128, 2048
+STEPS = {"mlp": 8, "cnn": 3}  # steps per timed block
 
 
 def _status_kib(field):
@@ -52,39 +59,66 @@ def _injection_layer(keras):
     return Injection()
 
 
-def _model(variant):
+def _activation(variant):
     import keras
 
     import keras_relu
 
-    activation = {
-        "relu": lambda: keras.layers.Activation("relu"),
-        "relu_again": lambda: keras.layers.Activation("relu"),
-        "sugar": lambda: keras_relu.SugarReLU("bsilu"),
-        "injection": lambda: _injection_layer(keras),
-    }[variant]
+    if variant in ("relu", "relu_again"):
+        return keras.layers.Activation("relu")
+    if variant == "injection":
+        return _injection_layer(keras)
+    if variant == "sugar":
+        return keras_relu.SugarReLU("bsilu")
+    if variant.startswith("sugar_"):
+        return keras_relu.SugarReLU(variant[len("sugar_"):])
+    raise ValueError(f"Unknown variant {variant!r}.")
+
+
+def _model(variant, arch="mlp"):
+    """The MLP (4 x 512 dense) or the CNN (conv 32-32-64, 3x3, same), Adam, default compile."""
+    import keras
+
     keras.utils.set_random_seed(0)  # the same weights for every variant
-    model = keras.Sequential([keras.Input((FEATURES,))])
-    for _ in range(DEPTH):
-        model.add(keras.layers.Dense(WIDTH))
-        model.add(activation())
+    if arch == "mlp":
+        model = keras.Sequential([keras.Input((FEATURES,))])
+        for _ in range(DEPTH):
+            model.add(keras.layers.Dense(WIDTH))
+            model.add(_activation(variant))
+    else:
+        model = keras.Sequential([keras.Input(CNN_SHAPE)])
+        for filters in CNN_FILTERS:
+            model.add(keras.layers.Conv2D(filters, 3, padding="same"))
+            model.add(_activation(variant))
+        model.add(keras.layers.GlobalAveragePooling2D())
     model.add(keras.layers.Dense(CLASSES))
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
-def _data(samples):
+def _data(samples, arch="mlp"):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    return (rng.standard_normal((samples, FEATURES)).astype("float32"),
+    shape = (FEATURES,) if arch == "mlp" else CNN_SHAPE
+    return (rng.standard_normal((samples, *shape)).astype("float32"),
             rng.integers(0, CLASSES, samples))
 
 
-def speed_worker(rounds):
-    """All variants in this process, interleaved; one JSON line: fastest ms per step."""
-    x, y = _data(BATCH)
-    models = {v: _model(v) for v in VARIANTS}
+def _device_of(model):
+    """Where the model's weights live, as the backend names it."""
+    value = model.trainable_variables[0].value
+    devices = getattr(value, "devices", None)  # jax
+    if callable(devices):
+        return ",".join(str(d) for d in value.devices())
+    return str(value.device) or "default"
+
+
+def speed_worker(arch, variants, rounds):
+    """All variants of one model in this process, interleaved; one JSON line:
+    fastest ms per training and inference step, and the device."""
+    x, y = _data(BATCH if arch == "mlp" else CNN_BATCH, arch)
+    models = {v: _model(v, arch) for v in variants}
     steps = {
         "train_ms": lambda m: m.train_on_batch(x, y),
         "predict_ms": lambda m: m.predict_on_batch(x),
@@ -93,68 +127,106 @@ def speed_worker(rounds):
         for step in steps.values():
             for _ in range(3):
                 step(model)
-    best = {v: {key: float("inf") for key in steps} for v in VARIANTS}
+    best = {v: {key: float("inf") for key in steps} for v in variants}
     for r in range(rounds):
-        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
         for variant in order if r % 2 == 0 else order[::-1]:
             for key, step in steps.items():
                 start = time.perf_counter()
-                for _ in range(STEPS):
+                for _ in range(STEPS[arch]):
                     step(models[variant])
-                ms = 1e3 * (time.perf_counter() - start) / STEPS
+                ms = 1e3 * (time.perf_counter() - start) / STEPS[arch]
                 best[variant][key] = min(best[variant][key], ms)
-    print(json.dumps(best))
+    from keras_relu import sugar_backends
+
+    print(json.dumps({"best": best, "device": _device_of(models[variants[0]]),
+                      "paths": dict(sugar_backends.PATHS)}))
 
 
-def memory_worker(variant):
+def memory_worker(arch, variant):
     """One variant in this process: one JSON line, peak MiB of training above the baseline."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS counter
-    x, y = _data(SAMPLES)
+    x, y = _data(SAMPLES if arch == "mlp" else CNN_SAMPLES, arch)
     import keras  # noqa: F401  (imported before the baseline is read)
 
     base_kib = _status_kib("VmRSS")
-    _model(variant).fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    model = _model(variant, arch)
+    model.fit(x, y, batch_size=BATCH if arch == "mlp" else CNN_BATCH, epochs=1, verbose=0)
     print(json.dumps({"train_mib": (_status_kib("VmHWM") - base_kib) / 1024}))
 
 
-def _run(backend, *args):
+def _run(backend, device, *args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, __file__, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
+    command = [sys.executable, __file__, *args] + (["--device", device] if device else [])
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{backend} worker failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main():
+def _measure(backend, arch, args):
+    """{variant: {train_ms, predict_ms, train_mib}} and the device, for one backend and model."""
+    variants = args.variants.split(",")
+    speed = _run(backend, args.device, "--speed-worker", arch, "--variants", args.variants,
+                 "--rounds", str(args.rounds))
+    best = speed["best"]
+    for r in range(args.memory_rounds):
+        for variant in variants if r % 2 == 0 else variants[::-1]:
+            mib = _run(backend, args.device, "--memory-worker", arch, "--variants", variant)
+            mib = mib["train_mib"]
+            best[variant]["train_mib"] = min(mib, best[variant].get("train_mib", mib))
+    return best, speed["device"], speed.get("paths")
+
+
+def _parse():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
-    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds of timing")
-    parser.add_argument("--memory-rounds", type=int, default=2)
-    parser.add_argument("--speed-worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-worker", choices=VARIANTS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.speed_worker:
-        return speed_worker(args.rounds)
-    if args.memory_worker:
-        return memory_worker(args.memory_worker)
-    print(f"MLP {DEPTH}x{WIDTH}, batch {BATCH}x{FEATURES}, adam, default compile; fastest "
-          f"{STEPS}-step block of {args.rounds} interleaved rounds; memory: fastest-of-"
-          f"{args.memory_rounds} peak RSS of a one-epoch fit on {SAMPLES} samples")
-    print(f"{'backend':<11}{'variant':<11}{'train ms':>9}{'ratio':>7}{'infer ms':>9}{'ratio':>7}"
-          f"{'train MiB':>10}{'ratio':>7}")
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help="relu first; relu_again, sugar, sugar_<surrogate>, injection")
+    parser.add_argument("--device", help="e.g. cpu, gpu:0, cuda:0 (default: the backend's)")
+    parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds of timing")
+    parser.add_argument("--memory-rounds", type=int, default=1, help="0: no memory column")
+    parser.add_argument("--speed-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def _worker(args):
+    import contextlib
+
+    import keras
+
+    scope = keras.device(args.device) if args.device else contextlib.nullcontext()
+    with scope:
+        if args.speed_worker:
+            return speed_worker(args.speed_worker, args.variants.split(","), args.rounds)
+        return memory_worker(args.memory_worker, args.variants)
+
+
+def main():
+    args = _parse()
+    if args.speed_worker or args.memory_worker:
+        return _worker(args)
+    print(f"MLP {DEPTH}x{WIDTH} batch {BATCH}; CNN conv {'-'.join(map(str, CNN_FILTERS))} 3x3 "
+          f"on {'x'.join(map(str, CNN_SHAPE))} batch {CNN_BATCH}; adam, default compile; fastest "
+          f"block of {STEPS} steps in {args.rounds} interleaved rounds; memory: fastest-of-"
+          f"{args.memory_rounds} peak RSS of a one-epoch fit ({SAMPLES} / {CNN_SAMPLES} samples)")
+    print(f"{'backend':<11}{'model':<6}{'variant':<12}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
+          f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}  device")
     for backend in args.backends.split(","):
-        best = _run(backend, "--speed-worker", "--rounds", str(args.rounds))
-        for r in range(args.memory_rounds):
-            for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
-                mib = _run(backend, "--memory-worker", variant)["train_mib"]
-                best[variant]["train_mib"] = min(mib, best[variant].get("train_mib", mib))
-        ref = best["relu"]
-        for variant in VARIANTS:
-            b = best[variant]
-            print(f"{backend:<11}{variant:<11}"
-                  + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" for k, w, p in
-                            (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1))),
-                  flush=True)
+        for arch in args.models.split(","):
+            best, device, paths = _measure(backend, arch, args)
+            ref = best["relu"]
+            for variant, b in best.items():
+                print(f"{backend:<11}{arch:<6}{variant:<12}"
+                      + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" if k in b else
+                                f"{'-':>{w}}{'-':>7}" for k, w, p in
+                                (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1)))
+                      + f"  {device}", flush=True)
+            if paths:
+                print(f"{'':<17}sugar backward passes built: {paths}", flush=True)
 
 
 if __name__ == "__main__":

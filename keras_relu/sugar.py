@@ -5,29 +5,18 @@ import functools
 import keras
 from keras import KerasTensor, backend, ops
 
-from keras_relu.surrogates import get_surrogate
-
-_HALF_DTYPES = ("float16", "bfloat16")
-
-
-def _surrogate_grad(x, upstream, derivative, params):
-    """`upstream * s'(x)`; half-precision inputs are differentiated in float32."""
-    dtype = backend.standardize_dtype(x.dtype)
-    if dtype in _HALF_DTYPES:
-        slope = ops.cast(derivative(ops.cast(x, "float32"), **params), dtype)
-    else:
-        slope = derivative(x, **params)
-    return ops.multiply(upstream, slope)
+from keras_relu.sugar_backends import fused_grad
+from keras_relu.surrogates import get_surrogate, surrogate_grad
 
 
-def _sugar_eager(x, derivative, params):
-    """Portable: `ops.custom_gradient` on any backend."""
+def _sugar_eager(x, derivative, params, grad_fn=surrogate_grad):
+    """Portable: `ops.custom_gradient` on any backend; the reference."""
     @ops.custom_gradient
     def forward(x):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            return _surrogate_grad(x, upstream, derivative, params)
+            return grad_fn(x, upstream, derivative, params)
 
         return ops.relu(x), grad
 
@@ -48,14 +37,14 @@ def _torch_function():
         @staticmethod
         def backward(ctx, upstream):
             (x,) = ctx.saved_tensors
-            return _surrogate_grad(x, upstream, ctx.derivative, ctx.params), None, None
+            return fused_grad(x, upstream, ctx.derivative, ctx.params), None, None
 
     return SugarFunction
 
 
 def _sugar_torch(x, derivative, params):
     """torch: plain relu when autograd records nothing (`predict` runs under `no_grad`),
-    else one `autograd.Function`, without the generic wrapper of `ops.custom_gradient`."""
+    else one `autograd.Function` whose backward is compiled by Inductor into one pass."""
     import torch
 
     if not (torch.is_grad_enabled() and x.requires_grad):
@@ -63,7 +52,12 @@ def _sugar_torch(x, derivative, params):
     return _torch_function().apply(x, derivative, params)
 
 
-_FAST = {"torch": _sugar_torch}
+def _sugar_tensorflow(x, derivative, params):
+    """TensorFlow: the portable op with its gradient compiled by XLA into one pass."""
+    return _sugar_eager(x, derivative, params, grad_fn=fused_grad)
+
+
+_FAST = {"torch": _sugar_torch, "tensorflow": _sugar_tensorflow}
 
 
 class _Sugar(keras.Operation):

@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Callable, Mapping
 
-from keras import activations, ops
+from keras import activations, backend, ops
 
 _SQRT_2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -106,6 +106,19 @@ def _mish_grad(x):
     n = e * (e + 2.0)
     m = n + 2.0
     return n / m + x * ops.sigmoid(x) * (4.0 * (n + 1.0) / (m * m))
+
+
+_HALF_DTYPES = ("float16", "bfloat16")
+
+
+def surrogate_grad(x, upstream, derivative, params):
+    """`upstream * s'(x)`, the reference SUGAR backward; half precision in float32."""
+    dtype = backend.standardize_dtype(x.dtype)
+    if dtype in _HALF_DTYPES:
+        slope = ops.cast(derivative(ops.cast(x, "float32"), **params), dtype)
+    else:
+        slope = derivative(x, **params)
+    return ops.multiply(upstream, slope)
 
 
 _REGISTRY: dict[str, Surrogate] = {}

@@ -9,7 +9,6 @@ from keras import ops
 
 import keras_relu
 from keras_relu import surrogates
-from keras_relu.sugar import _FAST, _sugar_eager, _sugar_op
 from tests.backend_grad import grad
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
@@ -98,29 +97,6 @@ def test_half_precision_gradient_is_finite_and_close(name, dtype, rng):
     want = REFERENCE[name](x_rounded.astype("float64"))
     tol = 1e-2 if dtype == "bfloat16" else 2e-3
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 1e-2)
-
-
-@pytest.mark.skipif(keras.backend.backend() not in _FAST,
-                    reason=f"no fast path on {keras.backend.backend()}: sugar is the portable op")
-def test_fast_path_equals_the_portable_op(rng):
-    fast = _FAST[keras.backend.backend()]
-    assert _sugar_op() is fast  # what keras_relu.sugar runs here
-    x = _inputs(rng)
-    upstream = rng.uniform(0.5, 2.0, x.shape).astype("float32")
-    for name in BUILT_IN:
-        spec = surrogates.get_surrogate(name)
-        for dtype in ("float32", "float16", "bfloat16"):
-            outputs = [ops.convert_to_numpy(ops.cast(op(ops.cast(x, dtype), spec.derivative,
-                                                        spec.defaults), "float32"))
-                       for op in (fast, _sugar_eager)]
-            np.testing.assert_array_equal(outputs[0], outputs[1])
-            up = ops.cast(upstream, dtype)
-            grads = [grad(lambda v, op=op, d=spec.derivative, p=spec.defaults, up=up:
-                          ops.multiply(op(v, d, p), up), x, dtype)
-                     for op in (fast, _sugar_eager)]
-            np.testing.assert_array_equal(grads[0], grads[1], err_msg=f"{name} {dtype}")
-            # the surrogate's slope, where relu's would be zero
-            assert np.all(grads[0][(x < -0.5) & (x > -5)] != 0), (name, dtype)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="reads XLA's compiled program")
