@@ -65,7 +65,8 @@ def check_exact(study, cwd, requested):
 
 
 def kill_one_worker_mid_trial(study_name, storage, proc, timeout=240):
-    """SIGKILL the worker of the first trial that has finished an epoch; its trial number."""
+    """SIGKILL the worker of the first trial that has finished an epoch; its trial number.
+    Callers give trials a few epochs more, so the kill lands before the trial ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -91,7 +92,7 @@ def check_killed(trials, killed):
 
 @one_pass("jax")
 def test_sigkill_on_the_local_journal_default(tmp_path):
-    proc = _start(["--workers", "2", "--trials", "3", "--epochs", "3", *FAST], tmp_path)
+    proc = _start(["--workers", "2", "--trials", "3", "--epochs", "6", *FAST], tmp_path)
     storage = engine.open_storage(str(tmp_path / engine.DEFAULT_STORAGE))
     killed = kill_one_worker_mid_trial("digits", storage, proc)
     code, output = _finish(proc)
@@ -142,7 +143,7 @@ def test_four_workers_on_postgres_run_exactly_the_requested_trials(tmp_path, pg_
 @one_pass("torch")
 def test_sigkill_on_postgres_heartbeat_retries_the_trial(tmp_path, pg_database):
     study_name = f"kill-{uuid.uuid4().hex[:6]}"
-    proc = _start(["--workers", "2", "--trials", "3", "--epochs", "3", "--study-name",
+    proc = _start(["--workers", "2", "--trials", "3", "--epochs", "6", "--study-name",
                    study_name, "--storage", pg_database, *FAST], tmp_path)
     storage = engine.open_storage(pg_database)
     killed = kill_one_worker_mid_trial(study_name, storage, proc)
@@ -156,7 +157,9 @@ def test_sigkill_on_postgres_heartbeat_retries_the_trial(tmp_path, pg_database):
 @one_pass("tensorflow")
 def test_sigint_stops_cleanly_resumes_and_never_shows_the_password(tmp_path, pg_database):
     study_name = f"int-{uuid.uuid4().hex[:6]}"
-    args = ["--workers", "2", "--trials", "2", "--epochs", "3", "--study-name", study_name,
+    # 20 epochs: the SIGINT lands while both trials still train, also on a fast machine
+    # (with 3, CI's trials had ended 0.7 s after the first epoch was reported)
+    args = ["--workers", "2", "--trials", "2", "--epochs", "20", "--study-name", study_name,
             "--storage", pg_database, *FAST]
     storage = engine.open_storage(pg_database)
     proc = _start(args, tmp_path)

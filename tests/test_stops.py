@@ -107,7 +107,7 @@ def trained_an_epoch(storage, name, state=State.RUNNING):
 @one_pass("tensorflow")
 def test_sigterm_then_sigkill_then_a_resume_that_closes_what_was_left_item_3(tmp_path):
     storage = engine.open_storage(str(tmp_path / engine.DEFAULT_STORAGE))
-    args = ["--trials", "2", "--epochs", "4", *FAST]
+    args = ["--trials", "2", "--epochs", "10", *FAST]  # signals land mid-trial
     proc = start(args, tmp_path)
     wait_for(lambda: trained_an_epoch(storage, "digits"), proc, what="an epoch")
     proc.send_signal(signal.SIGTERM)
@@ -123,7 +123,7 @@ def test_sigterm_then_sigkill_then_a_resume_that_closes_what_was_left_item_3(tmp
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     assert trials(storage, "digits")[killed.number].state == State.RUNNING  # nothing closed it
-    code, out, err = finish(start(["--trials", "1", "--epochs", "4", *FAST], tmp_path))
+    code, out, err = finish(start(["--trials", "1", "--epochs", "10", *FAST], tmp_path))
     assert code == 0, err[-2000:]
     assert "closed 3 trial(s) and run(s) left RUNNING by a process that died" in err
     dead = trials(storage, "digits")[killed.number]
@@ -139,7 +139,7 @@ def test_sigterm_then_sigkill_then_a_resume_that_closes_what_was_left_item_3(tmp
 def test_a_worker_dying_with_no_launcher_watching_has_its_run_closed_item_4(tmp_path,
                                                                           pg_database):
     name = f"alone-{uuid.uuid4().hex[:6]}"
-    code, out, err = finish(start(["--workers", "2", "--trials", "1", "--epochs", "3",
+    code, out, err = finish(start(["--workers", "2", "--trials", "1", "--epochs", "10",
                                    "--study-name", name, "--storage", pg_database, *FAST],
                                   tmp_path))
     assert code == 0, err[-2000:]
@@ -262,7 +262,7 @@ def _kerastuner_runs(cwd, status=None):
 
 @one_pass("jax")
 def test_kerastuner_counts_what_this_invocation_ran_item_6(tmp_path):
-    args = ["--engine", "kerastuner", "--epochs", "3", *FAST[:-1]]
+    args = ["--engine", "kerastuner", "--epochs", "6", *FAST[:-1]]
     proc = start([*args, "--trials", "3"], tmp_path)
     wait_for(lambda: [r for r in _kerastuner_runs(tmp_path, "RUNNING")
                       if r.data.tags.get("trial_id") == "1"], proc, what="the second trial")
@@ -281,7 +281,7 @@ def test_kerastuner_counts_what_this_invocation_ran_item_6(tmp_path):
 
 @one_pass("torch")
 def test_a_killed_kerastuner_worker_is_replaced_and_its_trial_run_again_item_4(tmp_path):
-    proc = start(["--engine", "kerastuner", "--workers", "2", "--trials", "3", "--epochs", "3",
+    proc = start(["--engine", "kerastuner", "--workers", "2", "--trials", "3", "--epochs", "8",
                   *FAST[:-1]], tmp_path)
     victim = wait_for(lambda: [r for r in _kerastuner_runs(tmp_path, "RUNNING")
                                if r.data.metrics], proc, what="an epoch")[0]
