@@ -21,7 +21,7 @@ from test_stops import descendants, finish, runs, start, trials, wait_for
 
 from search.engines import optuna as engine
 
-ARGS = ["--workers", "3", "--epochs", "2", "--fix=depth=1", "--fix=width=16",
+ARGS = ["--workers", "3", "--fix=depth=1", "--fix=width=16",
         "--batch-size=128", "--pruner=none"]
 TRIALS = 12
 State = optuna.trial.TrialState
@@ -92,8 +92,8 @@ def test_sigkill_three_random_workers_at_random_moments(tmp_path, pg_database):
     print(f"\nchaos seed {seed} (KERAS_RELU_CHAOS_SEED={seed} repeats it)")
     name = f"chaos-{uuid.uuid4().hex[:6]}"
     began = time.monotonic()
-    proc = start([*ARGS, "--trials", str(TRIALS), "--study-name", name, "--storage",
-                  pg_database], tmp_path)
+    proc = start([*ARGS, "--epochs", "2", "--trials", str(TRIALS), "--study-name", name,
+                  "--storage", pg_database], tmp_path)
     killer = Killer(proc, random.Random(seed))
     code, out, err = finish(proc, timeout=600)
     killer.join(10)
@@ -111,7 +111,8 @@ def test_sigterm_to_the_launcher_halfway_then_resume_to_twelve(tmp_path, pg_data
     name = f"term-{uuid.uuid4().hex[:6]}"
     storage = engine.open_storage(pg_database)
     began = time.monotonic()
-    args = [*ARGS, "--study-name", name, "--storage", pg_database]
+    # 4 epochs, not 2: on a fast machine 2-epoch trials had all ended before the stop
+    args = [*ARGS, "--epochs", "4", "--study-name", name, "--storage", pg_database]
     proc = start([*args, "--trials", str(TRIALS)], tmp_path)
     wait_for(lambda: sum(t.state == State.COMPLETE for t in trials(storage, name))
              >= TRIALS // 2, proc, 400, "half the trials")
@@ -126,6 +127,7 @@ def test_sigterm_to_the_launcher_halfway_then_resume_to_twelve(tmp_path, pg_data
     _, parents = runs(tmp_path, name)
     assert [p.info.status for p in parents] == ["KILLED"]
     left = TRIALS - sum(t.state == State.COMPLETE for t in stopped)
+    assert left > 0, "every trial had ended before the stop: nothing to resume"
     code, out, err = finish(start([*args, "--trials", str(left)], tmp_path), timeout=600)
     assert code == 0, err[-3000:]
     print(f"\nSIGTERM and resume: {time.monotonic() - began:.0f} s (halfway after "
