@@ -21,6 +21,7 @@ from search.engines import optuna as engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--fix=depth=1", "--fix=width=16", "--batch-size=128", "--pruner=none"]
+LONG_TRIALS = ["--fix=depth=1", "--fix=width=16", "--batch-size=16", "--pruner=none"]
 Failed = optuna.trial.TrialState.FAIL
 
 
@@ -157,10 +158,10 @@ def test_sigkill_on_postgres_heartbeat_retries_the_trial(tmp_path, pg_database):
 @one_pass("tensorflow")
 def test_sigint_stops_cleanly_resumes_and_never_shows_the_password(tmp_path, pg_database):
     study_name = f"int-{uuid.uuid4().hex[:6]}"
-    # 20 epochs: the SIGINT lands while both trials still train, also on a fast machine
-    # (with 3, CI's trials had ended 0.7 s after the first epoch was reported)
+    # Long trials (20 epochs of 68 batches), so the SIGINT lands while both still train on
+    # a fast machine too: there, 3 epochs of 9 batches had ended before the stop reached them
     args = ["--workers", "2", "--trials", "2", "--epochs", "20", "--study-name", study_name,
-            "--storage", pg_database, *FAST]
+            "--storage", pg_database, *LONG_TRIALS]
     storage = engine.open_storage(pg_database)
     proc = _start(args, tmp_path)
     deadline = time.monotonic() + 240
