@@ -185,6 +185,13 @@ def describe_exit(code):
     return f"exit status {code}"
 
 
+def honour_sigint():
+    """Make SIGINT raise KeyboardInterrupt even if this process inherited it ignored (a
+    shell starts background jobs so): launchers stop their workers with SIGINT."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 

@@ -1,9 +1,14 @@
 """Shared fixtures. The backend is fixed per process by KERAS_BACKEND (see tests/run.py)."""
 
 import os
+import signal
 import uuid
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The stop tests SIGINT the commands they start, as a user's Ctrl-C would; a suite run as
+# a shell's background job inherits SIGINT ignored, and its children would ignore it too.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as keras-relu sets it
 
 import keras  # noqa: E402

@@ -251,3 +251,18 @@ def test_nearby_seeds_never_fall_into_step_item_13(workdir, draw):
     for a, b in ((0, 1), (1, 2), (0, 2)):
         shared = set(runs[a]) & set(runs[b])
         assert not shared, (a, b, len(shared))
+
+
+@pytest.mark.parametrize("honour, handler", [(False, "SIG_IGN"), (True, "default_int_handler")])
+def test_a_worker_started_as_a_background_job_still_stops_on_sigint(honour, handler):
+    """A shell starts background jobs with SIGINT ignored, and children inherit that; the
+    launcher stops its workers with SIGINT, so a worker restores it."""
+    import signal
+
+    code = ("import signal; from search import runtime; "
+            f"{'runtime.honour_sigint(); ' if honour else ''}"
+            "h = signal.getsignal(signal.SIGINT); print(h.__name__ if callable(h) else h.name)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                      signal.SIG_IGN))
+    assert proc.stdout.strip() == handler, proc.stderr[-2000:]

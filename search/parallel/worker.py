@@ -20,6 +20,7 @@ def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=Non
     overrides the builder reference stored with the study (another path here)."""
     from search import engines
 
+    runtime.honour_sigint()  # the launcher's stop, also when started as a background job
     with runtime.sigterm_as_interrupt():
         url = _storage_url(engine, storage)
         keras = runtime.import_keras(backend)
