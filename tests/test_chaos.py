@@ -111,7 +111,7 @@ def test_sigterm_to_the_launcher_halfway_then_resume_to_twelve(tmp_path, pg_data
     name = f"term-{uuid.uuid4().hex[:6]}"
     storage = engine.open_storage(pg_database)
     began = time.monotonic()
-    # 4 epochs, not 2: on a fast machine 2-epoch trials had all ended before the stop
+    # 4 epochs, not 2: trials that are still running when the stop lands
     args = [*ARGS, "--epochs", "4", "--study-name", name, "--storage", pg_database]
     proc = start([*args, "--trials", str(TRIALS)], tmp_path)
     wait_for(lambda: sum(t.state == State.COMPLETE for t in trials(storage, name))

@@ -158,8 +158,7 @@ def test_sigkill_on_postgres_heartbeat_retries_the_trial(tmp_path, pg_database):
 @one_pass("tensorflow")
 def test_sigint_stops_cleanly_resumes_and_never_shows_the_password(tmp_path, pg_database):
     study_name = f"int-{uuid.uuid4().hex[:6]}"
-    # Long trials (20 epochs of 68 batches), so the SIGINT lands while both still train on
-    # a fast machine too: there, 3 epochs of 9 batches had ended before the stop reached them
+    # Long trials (20 epochs of 68 batches), so the SIGINT lands while both still train
     args = ["--workers", "2", "--trials", "2", "--epochs", "20", "--study-name", study_name,
             "--storage", pg_database, *LONG_TRIALS]
     storage = engine.open_storage(pg_database)

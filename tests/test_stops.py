@@ -262,8 +262,7 @@ def _kerastuner_runs(cwd, status=None):
 
 @one_pass("jax")
 def test_kerastuner_counts_what_this_invocation_ran_item_6(tmp_path):
-    # 68 batches per epoch: the second trial still trains when the SIGINT lands (with 9,
-    # CI's JAX trials took 3 s and the search had ended first)
+    # 68 batches per epoch: the second trial still trains when the SIGINT lands
     args = ["--engine", "kerastuner", "--epochs", "4", "--fix=depth=1", "--fix=width=16",
             "--batch-size=16"]
     proc = start([*args, "--trials", "3"], tmp_path)
