@@ -93,21 +93,24 @@ def fastest_epochs(model, x, y, callback, reps, batch_size, epochs=2):
     return min(with_), min(without)
 
 
+def bench_data(samples):
+    """(x, y, probe) of random 32x32x3 images, and digits (dx, dy) scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((samples, 32, 32, 3), dtype="float32")
+    y = rng.integers(0, 10, samples)
+    dx, dy = load_digits(return_X_y=True)
+    return x, y, neurons.draw_probe(x, 2048, seed=0), (dx / 16.0).astype("float32"), dy
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--samples", type=int, default=50_000)
     args = parser.parse_args()
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.samples, 32, 32, 3), dtype="float32")
-    y = rng.integers(0, 10, args.samples)
-    probe = neurons.draw_probe(x, 2048, seed=0)
-
-    from sklearn.datasets import load_digits
-
-    dx, dy = load_digits(return_X_y=True)
-    dx = (dx / 16.0).astype("float32")
+    x, y, probe, dx, dy = bench_data(args.samples)
 
     rows = []
     cnn = compile_model(small_cnn())

@@ -27,8 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from bench_monitor import compile_model, digits_mlp, fastest_epochs, small_cnn  # noqa: E402
+from bench_monitor import (  # noqa: E402
+    bench_data, compile_model, digits_mlp, fastest_epochs, small_cnn)
 
 import keras_relu  # noqa: E402
 from keras_relu import neurons  # noqa: E402
@@ -82,16 +82,7 @@ def main():
     parser.add_argument("--cases", default="a,b,c", help="which of (a), (b), (c) to run")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.samples, 32, 32, 3), dtype="float32")
-    y = rng.integers(0, 10, args.samples)
-    probe = neurons.draw_probe(x, 2048, seed=0)
-
-    from sklearn.datasets import load_digits
-
-    dx, dy = load_digits(return_X_y=True)
-    dx = (dx / 16.0).astype("float32")
+    x, y, probe, dx, dy = bench_data(args.samples)
 
     rows = []
     if "a" in cases:
