@@ -107,6 +107,9 @@ def _add_search_parser(commands):
                      help="worker processes on one study (default 1, or one per --devices)")
     run.add_argument("--devices", help="GPUs, e.g. 0,1: worker i gets CUDA_VISIBLE_DEVICES "
                                        "= device i mod count")
+    run.add_argument("--trials-per-process", type=_positive(int), metavar="N",
+                     help="optuna: a fresh worker process every N trials (default: 25 on "
+                          "TensorFlow, whose memory grows with every fit; else no limit)")
 
 
 def _add_worker_parser(commands):
@@ -128,6 +131,8 @@ def _add_worker_parser(commands):
     w.add_argument("--worker-id", help="name in trials and logs (default HOST:PID)")
     w.add_argument("--model", metavar="REF", help="the model builder here, if its reference "
                                                   "stored with the study does not import")
+    w.add_argument("--quiet", action="store_true",
+                   help="no line per trial (its launcher shows the search's progress)")
 
 
 def _add_best_parser(commands):

@@ -80,8 +80,9 @@ def store_job(study, job):
     (study.directory / JOB_FILE).write_text(json.dumps(job))
 
 
-def join_study(study_name, storage_url=None):
-    """(study, job) for a chief or worker process (KERASTUNER_TUNER_ID) of `study_name`."""
+def join_study(study_name, storage_url=None, quiet=False):
+    """(study, job) for a chief or worker process (KERASTUNER_TUNER_ID) of `study_name`
+    (`quiet`: the signature is the Optuna engine's; KerasTuner runs with verbose=0)."""
     folder = project_dir(study_name)
     try:
         job = json.loads((folder / JOB_FILE).read_text())

@@ -123,8 +123,11 @@ def store_job(study, job):
     study.set_user_attr(JOB_ATTR, job)
 
 
-def join_study(study_name, storage_url):
-    """(study, job) for a worker joining `study_name`: its own sampler seed, the pruner."""
+def join_study(study_name, storage_url, quiet=False):
+    """(study, job) for a worker joining `study_name`: its own sampler seed, the pruner;
+    `quiet`: Optuna logs warnings only."""
+    if quiet:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
     try:
         job = optuna.load_study(study_name=study_name, storage=storage).user_attrs[JOB_ATTR]

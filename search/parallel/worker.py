@@ -14,10 +14,11 @@ from search.names import STORAGE_ENV
 
 def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=None,
                tracking_uri=None, parent_run_id=None, backend=None, worker_id=None,
-               model=None):
+               model=None, quiet=False):
     """Join `study_name` and run `trials` of its trials (a KerasTuner worker runs until
     its chief has none left); child runs go under the search's parent run. `model`
-    overrides the builder reference stored with the study (another path here)."""
+    overrides the builder reference stored with the study (another path here); `quiet`
+    drops the engine's line per trial."""
     from search import engines
 
     runtime.honour_sigint()  # the launcher's stop, also when started as a background job
@@ -26,7 +27,7 @@ def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=Non
         keras = runtime.import_keras(backend)
         runtime.apply_threads()
         module = engines.load(engine)
-        study, job = module.join_study(study_name, url)
+        study, job = module.join_study(study_name, url, quiet)
         if job["settings"].get("backend") not in (None, keras.backend.backend()):
             print(f"keras-relu worker: note: the study was started on "
                   f"{job['settings']['backend']}, this worker runs {keras.backend.backend()}",
