@@ -8,8 +8,9 @@ an interruption or a failure closes the parent run KILLED or FAILED and is re-ra
 
 import contextlib
 import dataclasses
+import warnings
 
-from search import recovery, runtime, stores
+from search import UsageError, recovery, runtime, stores
 from search.report import TrialSummary
 from search.settings import SearchSettings
 from search.tracking import resolve_tracking_uri
@@ -91,8 +92,8 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
         loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna", tuner=None, pruner=None, sampler=None,
         objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
         study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
-        backend=None, mixed_precision=False, overwrite=False, samples=2000, features=20,
-        classes=4, progress=True):
+        trials_per_process=None, backend=None, mixed_precision=False, overwrite=False,
+        samples=2000, features=20, classes=4, progress=True):
     """Search the cures for dying ReLU on a model; every trial is an MLflow child run.
 
     Args:
@@ -143,7 +144,8 @@ class _Search:
         self.keras = runtime.import_keras(settings.backend)
         self.build = load_builder(model)
         self.space = _resolve_space(space, fix, choices, model_dims=model is None)
-        if settings.worker_count > 1:  # workers import the builder and load the data
+        self.in_workers = settings.worker_count > 1 or self._renews_its_process(model)
+        if self.in_workers:  # workers import the builder and load the data
             settings.model = reference(model)
             if arrays[0] is not None:
                 settings.dataset = datasets.save_arrays(*arrays, "mlruns/datasets")
@@ -160,6 +162,26 @@ class _Search:
                       settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
             "-pareto" if settings.objective == "pareto" else "")
+
+    def _renews_its_process(self, model):
+        """Whether a search of one process runs in a worker, renewed every
+        `trials_per_process` trials (on TensorFlow, whose memory grows with every fit)."""
+        from search.models import reference
+
+        s = self.settings
+        backend = self.keras.backend.backend()
+        if s.engine != "optuna" or not runtime.renews_one_process(s.trials,
+                                                                  s.trials_per_process, backend):
+            return False
+        limit = runtime.trials_per_process(s.trials_per_process, backend)
+        try:
+            reference(model)
+            s.to_dict()
+        except UsageError as err:
+            warnings.warn(f"the {s.trials} trials run in this process, not in workers renewed "
+                          f"every {limit} trials: {err}", stacklevel=4)
+            return False
+        return True
 
     def run(self, progress):
         from search import engines
@@ -206,7 +228,7 @@ class _Search:
                 ran.append(TrialSummary.of(trial))
                 bar.on_trial(ran[-1])
 
-            if s.worker_count > 1:
+            if self.in_workers:
                 from search import parallel
 
                 engine.store_job(study, {"settings": {**s.to_dict(), "backend":

@@ -16,6 +16,12 @@ import tempfile
 from search import UsageError
 
 THREADS_ENV = "KERAS_RELU_THREADS"
+# TensorFlow keeps every fit's traced graphs (a Python/C++ reference cycle that gc cannot
+# break; tf-keras#286), about 6 MiB a trial: a worker runs this many, then a fresh one.
+TENSORFLOW_TRIALS_PER_PROCESS = 25
+# Past this many trials a search of one process is better off in renewed workers: the
+# growth is then more than the launcher's own ~500 MiB (benchmarks/bench_search_memory.py).
+TENSORFLOW_ONE_PROCESS_TRIALS = 100
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)  # holds the `search` package
 
 
@@ -99,6 +105,23 @@ def parse_devices(text):
 def worker_count(workers, devices):
     """Worker processes: as asked, else one per device, else one."""
     return workers or len(parse_devices(devices)) or 1
+
+
+def trials_per_process(limit, backend):
+    """Trials one worker process runs before a fresh one takes over: `limit` as given,
+    else `TENSORFLOW_TRIALS_PER_PROCESS` on TensorFlow, else None (no limit)."""
+    if limit:
+        return limit
+    return TENSORFLOW_TRIALS_PER_PROCESS if backend == "tensorflow" else None
+
+
+def renews_one_process(trials, limit, backend):
+    """Whether a search of one process runs its trials in a renewed worker instead: when
+    `limit` (trials per process) is given and below `trials`, or on TensorFlow past
+    `TENSORFLOW_ONE_PROCESS_TRIALS`."""
+    if limit:
+        return trials > limit
+    return backend == "tensorflow" and trials > TENSORFLOW_ONE_PROCESS_TRIALS
 
 
 def thread_env(threads, backend):

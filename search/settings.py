@@ -44,6 +44,10 @@ class SearchSettings:
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite
             under ./mlruns).
         workers, devices: worker processes on one study; GPUs, e.g. "0,1".
+        trials_per_process: optuna: a worker process runs at most this many trials, then
+            a fresh one takes over (default: 25 on TensorFlow, whose memory grows with
+            every fit, else no limit). A search of one process with more trials than this
+            (given), or than 100 (TensorFlow's default), runs in such workers.
         backend: the Keras backend, set before Keras is imported.
         mixed_precision: mixed float16 (bfloat16 on CPU) compute.
         overwrite: kerastuner: start the study's project afresh.
@@ -75,6 +79,7 @@ class SearchSettings:
     tracking_uri: str | None = None
     workers: int | None = None
     devices: str | None = None
+    trials_per_process: int | None = None
     backend: str | None = None
     mixed_precision: bool = False
     overwrite: bool = False
@@ -83,8 +88,9 @@ class SearchSettings:
         """Raise `UsageError` for a value out of range or an option of the other engine."""
         for name, kind in (("trials", int), ("epochs", int), ("batch_size", int),
                            ("samples", int), ("features", int), ("classes", int),
-                           ("workers", int), ("timeout", float)):
-            _positive(name, getattr(self, name), kind, optional=name in ("workers", "timeout"))
+                           ("workers", int), ("timeout", float), ("trials_per_process", int)):
+            _positive(name, getattr(self, name), kind,
+                      optional=name in ("workers", "timeout", "trials_per_process"))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UsageError(f"seed must be an integer, got {self.seed!r}")
         for name, valid in (("engine", ENGINES), ("objective", OBJECTIVES),
@@ -109,6 +115,7 @@ class SearchSettings:
             given = {"tuner": self.tuner, "overwrite": self.overwrite}
         else:
             given = {"pruner": self.pruner, "sampler": self.sampler, "storage": self.storage,
+                     "trials-per-process": self.trials_per_process,
                      "objective pareto": self.objective == "pareto"}
         other = "kerastuner" if self.engine == "optuna" else "optuna"
         for option, value in given.items():

@@ -7,7 +7,9 @@ split into per-worker quotas, so the invocation runs exactly that many. A worker
 mid-trial: on an RDB storage Optuna's heartbeat fails its trial and the retry callback
 re-queues it; the journal storage has no heartbeat, so the launcher does the same when
 `waitpid` reports the death. Either way the launcher closes the trial's MLflow run as
-FAILED and starts a replacement worker for the rest of the quota. The storage URL and the
+FAILED and starts a replacement worker for the rest of the quota. A worker also leaves,
+cleanly, after `trials_per_process` trials (25 on TensorFlow, whose memory grows with every
+fit) and a fresh one takes the rest of its quota. The storage URL and the
 tracking URI reach workers through the environment (never argv, which `ps` shows).
 """
 
@@ -34,24 +36,31 @@ class Launcher:
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
         self.env = {**runtime.worker_env(self.workers, backend, tracker.uri),
                     STORAGE_ENV: settings.storage_url}
-        self.procs = {}  # slot -> (Popen, worker id, quota)
+        self.procs = {}  # slot -> (Popen, worker id, the slot's trials still to run)
+        self.per_process = runtime.trials_per_process(settings.trials_per_process, backend)
+        self.deadline = time.monotonic() + settings.timeout if settings.timeout else None
         self.respawns = {}
         self.ids = set()  # every worker id started
         self.began = datetime.datetime.now()  # Optuna's trial times are naive local times
 
-    def _start(self, slot, quota):
-        args = ["--study-name", self.study.study_name, "--trials", str(quota),
-                "--parent-run-id", self.tracker.parent_id]
-        if self.settings.timeout:
-            args += ["--timeout", str(self.settings.timeout)]
+    def _start(self, slot, rest):
+        """A worker for the slot's next `per_process` trials of `rest`, within the timeout."""
+        args = ["--study-name", self.study.study_name,
+                "--trials", str(min(rest, self.per_process or rest)),
+                "--parent-run-id", self.tracker.parent_id, "--quiet"]
+        if self.deadline:
+            left = self.deadline - time.monotonic()
+            if left < 1:  # not worth a process start
+                return
+            args += ["--timeout", f"{left:.1f}"]
         device = self.devices[slot % len(self.devices)] if self.devices else None
         proc = runtime.spawn(runtime.worker_command(*args), self.env, device)
-        self.procs[slot] = (proc, f"{socket.gethostname()}:{proc.pid}", quota)
+        self.procs[slot] = (proc, f"{socket.gethostname()}:{proc.pid}", rest)
         self.ids.add(self.procs[slot][1])
 
     def run(self, on_trial):
         """Start the workers, report this invocation's finished trials, recover from
-        deaths; until all have exited."""
+        deaths, renew workers; until all have exited."""
         share, extra = divmod(self.settings.trials, self.workers)
         for slot in range(self.workers):
             if share + (slot < extra):
@@ -60,10 +69,10 @@ class Launcher:
         try:
             while self.procs:
                 time.sleep(0.5)
-                for slot, (proc, wid, quota) in list(self.procs.items()):
+                for slot, (proc, wid, rest) in list(self.procs.items()):
                     if proc.poll() is not None:
                         del self.procs[slot]
-                        self._ended(slot, proc.returncode, wid, quota)
+                        self._ended(slot, proc.returncode, wid, rest)
                 for trial in self.study.get_trials(deepcopy=False):
                     if (trial.state.is_finished() and trial.number not in seen
                             and trial.user_attrs.get("worker") in self.ids):
@@ -75,21 +84,31 @@ class Launcher:
                                   else f"search stopped: {err}")
             raise
 
-    def _ended(self, slot, code, wid, quota):
+    def _ended(self, slot, code, wid, rest):
+        """A worker exited: done with its share (a fresh one takes the rest), or dead (its
+        trial is retried and a replacement takes the rest)."""
         import signal
 
         if code == 0:
-            return
-        if code == 130 or code == -signal.SIGINT:
+            done = self._finished(wid)
+            if done == 0:  # it found nothing to do: a fresh one would not either
+                return
+        elif code == 130 or code == -signal.SIGINT:
             raise KeyboardInterrupt
-        if code > 0 or self.respawns.get(slot, 0) >= RESPAWNS:
+        elif code > 0 or self.respawns.get(slot, 0) >= RESPAWNS:
             raise RuntimeError(f"worker {wid} failed ({runtime.describe_exit(code)})")
-        self.respawns[slot] = self.respawns.get(slot, 0) + 1
-        reason = f"worker {wid} died ({runtime.describe_exit(code)})"
-        print(f"keras-relu: {reason}; its trial is retried", file=sys.stderr)
-        done = self._recover(wid, reason)
-        if quota - done > 0:
-            self._start(slot, quota - done)
+        else:
+            self.respawns[slot] = self.respawns.get(slot, 0) + 1
+            reason = f"worker {wid} died ({runtime.describe_exit(code)})"
+            print(f"keras-relu: {reason}; its trial is retried", file=sys.stderr)
+            done = self._recover(wid, reason)
+        if rest - done > 0:
+            self._start(slot, rest - done)
+
+    def _finished(self, wid):
+        """How many of the study's trials worker `wid` finished."""
+        return sum(t.state.is_finished() for t in self.study.get_trials(deepcopy=False)
+                   if t.user_attrs.get("worker") == wid)
 
     def _recover(self, wid, reason):
         """Fail and re-queue the dead worker's running trial; its trials finished before."""
@@ -98,12 +117,9 @@ class Launcher:
         from search.engines.optuna import retry_callback
 
         storage, state = self.study._storage, optuna.trial.TrialState
-        done = 0
-        for trial in self.study.get_trials(deepcopy=False):
+        done = self._finished(wid)  # before its running trial is failed
+        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
             if trial.user_attrs.get("worker") != wid:
-                continue
-            if trial.state != state.RUNNING:
-                done += trial.state.is_finished()
                 continue
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             recovery.close_attempt(self.tracker, trial, reason)  # made FAILED if it had none
