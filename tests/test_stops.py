@@ -38,7 +38,7 @@ def finish(proc, timeout=300):
 
 
 def descendants(root):
-    """The command lines of every process below `root` (its own has what the user typed)."""
+    """{pid: command line} of every process below `root` (its own has what the user typed)."""
     parents = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -50,28 +50,35 @@ def descendants(root):
     while frontier:
         frontier = {p for p, parent in parents.items() if parent in frontier}
         found += frontier
-    lines = []
+    lines = {}
     for pid in found:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                lines.append(handle.read().replace(b"\0", b" ").decode(errors="replace"))
+                line = handle.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
-            pass
+            continue
+        if line:  # empty once the process has exited
+            lines[pid] = line
     return lines
 
 
 class CommandLines(threading.Thread):
-    """Every command line under `proc`, polled until it exits."""
+    """Every command line under `proc` by pid (a launcher's workers share one), polled until
+    it exits."""
 
     def __init__(self, proc):
         super().__init__(daemon=True)
-        self.proc, self.seen = proc, set()
+        self.proc, self.by_pid = proc, {}
         self.start()
 
     def run(self):
         while self.proc.poll() is None:
-            self.seen.update(descendants(self.proc.pid))
+            self.by_pid.update(descendants(self.proc.pid))
             time.sleep(0.2)
+
+    @property
+    def seen(self):
+        return list(self.by_pid.values())
 
 
 def runs(cwd, experiment, uri=None):
@@ -221,7 +228,8 @@ def test_a_password_in_an_http_tracking_uri_is_never_shown_item_1(tmp_path, mlfl
     code, out, err = finish(proc)
     lines.join(5)
     assert code == 0, err[-2000:]
-    assert len(lines.seen) >= 2  # its two workers were seen
+    workers = [cmd for cmd in lines.seen if " worker " in cmd]
+    assert len(workers) >= 2, lines.seen  # its two workers were seen
     shown = [text for text in [out, err, *lines.seen] if "secretpw" in text]
     assert not shown, shown[0][-500:]
     assert "http://bob:***@127.0.0.1" in out  # where the runs are, masked
