@@ -10,8 +10,19 @@ The function compiled is `surrogate_grad`, the reference, for any surrogate
 (user-registered ones too), once per surrogate, parameters, dtype, rank and device.
 Before first use it is run on a tiny input; if compiling fails (no C++
 compiler for Inductor, an untraceable user surrogate, ...) that key keeps the
-uncompiled `surrogate_grad` and one warning says why. `PATHS` counts the
-backward passes built on each path: `"compiled"` or `"fallback"`.
+uncompiled `surrogate_grad` and one warning says why.
+
+A compiled call has a fixed cost (TensorFlow: an XLA launch inside the step's
+graph; torch: Dynamo's guards), so activations smaller than `COMPILE_FROM`
+entries keep the uncompiled gradient, whose passes are then cheaper. Measured on
+a 2-core CPU (2026-11-30): TensorFlow's MLP 4x512, batch 256 (131k entries per
+activation), trained at 1.03x ReLU uncompiled and 1.07x compiled, its CNN
+(4.2M entries) at 1.24x and 1.05x; torch's Inductor call beats the eager passes
+from about 30k entries on. A TensorFlow graph traced with an unknown batch size
+decides per step (`tf.cond` on the size).
+
+`PATHS` counts the backward passes built on each path: `"compiled"`,
+`"fallback"` (compiling failed) or `"small"` (below `COMPILE_FROM`).
 """
 
 import collections
@@ -23,6 +34,7 @@ from keras import backend
 from keras_relu.surrogates import surrogate_grad
 
 PATHS = collections.Counter()
+COMPILE_FROM = {"tensorflow": 1 << 20, "torch": 1 << 15}  # activation entries
 _CACHE = {}  # key -> compiled function, or None once compiling has failed
 
 
@@ -81,16 +93,32 @@ def _compiled(derivative, params, x):
 
 
 def fused_grad(x, upstream, derivative, params):
-    """`surrogate_grad`, compiled into one pass where the backend can compile it."""
-    if _inside_compiler():
+    """`surrogate_grad`, compiled into one pass where the backend can compile it and
+    the activation is large enough for that to pay."""
+    name = backend.backend()
+    if name not in COMPILERS or _inside_compiler():
         return surrogate_grad(x, upstream, derivative, params)
-    fn = None
-    if backend.backend() in COMPILERS:
-        fn = _compiled(derivative, params, x)
+    size = _static_size(x)
+    if size is not None and size < COMPILE_FROM[name]:
+        PATHS["small"] += 1
+        return surrogate_grad(x, upstream, derivative, params)
+    fn = _compiled(derivative, params, x)
     PATHS["fallback" if fn is None else "compiled"] += 1
     if fn is None:
         return surrogate_grad(x, upstream, derivative, params)
+    if size is None:  # a TensorFlow graph whose batch size is not known yet
+        import tensorflow as tf
+
+        return tf.cond(tf.size(x) >= COMPILE_FROM[name], lambda: fn(x, upstream),
+                       lambda: surrogate_grad(x, upstream, derivative, params))
     return fn(x, upstream)
+
+
+def _static_size(x):
+    """The number of entries of `x`, or None while a graph leaves a dimension open."""
+    if backend.backend() == "torch":
+        return x.numel()
+    return x.shape.num_elements()
 
 
 def _inside_compiler():

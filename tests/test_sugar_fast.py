@@ -25,6 +25,13 @@ needs_fast_path = pytest.mark.skipif(
 TOLERANCE = {"float32": (2e-5, 2e-6), "float16": (2e-3, 1e-4), "bfloat16": (1.6e-2, 1e-3)}
 
 
+@pytest.fixture(autouse=True)
+def compile_any_size(monkeypatch):
+    """These tests use small inputs; the compiled path is taken for them too."""
+    for name in sugar_backends.COMPILE_FROM:
+        monkeypatch.setitem(sugar_backends.COMPILE_FROM, name, 0)
+
+
 def _fast_and_portable_grads(x, upstream, spec, dtype):
     up = ops.cast(upstream, dtype)
     return [grad(lambda v, op=op: ops.multiply(op(v, spec.derivative, spec.defaults), up),
@@ -110,6 +117,47 @@ def test_user_surrogates_are_compiled_or_fall_back(user_surrogates, rng):
         got = grad(lambda v: keras_relu.sugar(v, "test_fast_opaque"), x)
     assert (paths["compiled"], paths["fallback"]) == (compiled + 1, fallback + 1)
     np.testing.assert_allclose(got, _sig(x.astype("float64")), rtol=2e-6, atol=1e-12)
+
+
+@needs_fast_path
+def test_activations_below_the_threshold_keep_the_uncompiled_gradient(monkeypatch, rng):
+    spec = surrogates.get_surrogate("bsilu")
+    x = _inputs(rng)
+    upstream = rng.uniform(0.5, 2.0, x.shape).astype("float32")
+    paths = sugar_backends.PATHS
+    for threshold, path in ((x.size + 1, "small"), (x.size, "compiled")):
+        monkeypatch.setitem(sugar_backends.COMPILE_FROM, BACKEND, threshold)
+        before = dict(paths)
+        fast, portable = _fast_and_portable_grads(x, upstream, spec, "float32")
+        changed = {k: paths[k] - before.get(k, 0) for k in paths if paths[k] != before.get(k, 0)}
+        assert changed == {path: 1}
+        if path == "small":
+            np.testing.assert_array_equal(fast, portable)  # the reference itself
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="graphs with an open batch size: TensorFlow")
+def test_a_graph_with_an_open_batch_size_chooses_per_step(monkeypatch):
+    """Traced once with the batch size open, the gradient takes the compiled function
+    only for inputs of at least COMPILE_FROM entries (here a stand-in that returns 7)."""
+    import tensorflow as tf
+
+    monkeypatch.setattr(sugar_backends, "_CACHE", {})
+    monkeypatch.setitem(sugar_backends.COMPILERS, "tensorflow", lambda fn, like: (
+        lambda x, upstream: tf.fill(tf.shape(x), tf.constant(7.0, x.dtype))))
+    monkeypatch.setitem(sugar_backends.COMPILE_FROM, "tensorflow", 64)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], "float32")])
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(keras_relu.sugar(x, "silu"))
+        return tape.gradient(total, x)
+
+    small = np.linspace(-3, 3, 32, dtype="float32").reshape(8, 4)
+    silu_slope = _sig(small) * (1 + small * (1 - _sig(small)))
+    np.testing.assert_allclose(gradient(small).numpy(), silu_slope, rtol=1e-6)
+    assert np.all(gradient(np.ones((16, 4), "float32")).numpy() == 7.0)
+    assert gradient.experimental_get_tracing_count() == 1
 
 
 def test_inference_builds_no_backward_pass(rng):
