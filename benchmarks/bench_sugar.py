@@ -3,13 +3,25 @@
     python benchmarks/bench_sugar.py [--backends tensorflow,jax,torch] [--models mlp,cnn]
         [--variants relu,relu_again,sugar,sugar_nelu,sugar_gelu] [--device cpu]
 
-Speed: one process per backend holds every variant of a model (same weights)
-and interleaves them in blocks of a few steps, round after round in rotated
-order; each variant keeps its fastest block. Interleaving in one process takes
-out what differs between processes (memory layout, thread placement, the VM's
-neighbours), and the fastest block takes out TensorFlow's random flips to a
-~2x slower mode on small CPUs (see the project's DESIGN notes). `relu_again`
-is plain ReLU timed a second time: its ratio is the noise floor.
+Speed: a process holds every variant of a model (same weights) and interleaves
+them in blocks of a few steps, round after round in rotated order; each variant
+keeps its fastest block. Interleaving in one process takes out what differs
+between processes (thread placement, the VM's neighbours), and the fastest
+block takes out TensorFlow's random flips to a ~2x slower mode on small CPUs
+(see the project's DESIGN notes). What stays is where each model's buffers
+landed: the model built first can run a few percent faster or slower than an
+identical one built later. So `--processes` processes build the variants in
+rotated order and each variant keeps its fastest block over all of them.
+`relu_again` is plain ReLU timed a second time: its ratio is the noise floor.
+
+Allocator: glibc's malloc hands buffers above its mmap threshold (at most 32 MiB,
+moved as buffers are freed) back to the system, so a step can fault the same
+activations in again: on this VM that is up to a third of a CNN step, and it
+depends on what was freed before, so identical models differ by 10-20%.
+`--allocator keep` runs the speed processes with a fixed threshold of 256 MiB
+(`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), as a long training run
+settles into anyway; `default` leaves malloc alone. Memory is measured with
+malloc's defaults either way.
 
 Memory: the peak resident set while training, above what the process held
 before the model was built (Linux VmHWM, reset first), one process per model
@@ -114,11 +126,12 @@ def _device_of(model):
     return str(value.device) or "default"
 
 
-def speed_worker(arch, variants, rounds):
-    """All variants of one model in this process, interleaved; one JSON line:
-    fastest ms per training and inference step, and the device."""
+def speed_worker(arch, variants, rounds, order=0):
+    """All variants of one model in this process, built from the `order`-th one on and
+    interleaved; one JSON line: fastest ms per training and inference step, and the device."""
     x, y = _data(BATCH if arch == "mlp" else CNN_BATCH, arch)
-    models = {v: _model(v, arch) for v in variants}
+    built = variants[order % len(variants):] + variants[:order % len(variants)]
+    models = {v: _model(v, arch) for v in built}
     steps = {
         "train_ms": lambda m: m.train_on_batch(x, y),
         "predict_ms": lambda m: m.predict_on_batch(x),
@@ -156,8 +169,13 @@ def memory_worker(arch, variant):
     print(json.dumps({"train_mib": (_status_kib("VmHWM") - base_kib) / 1024}))
 
 
-def _run(backend, device, *args):
+KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def _run(backend, device, *args, allocator="default"):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    if allocator == "keep":
+        env.update(KEEP_MEMORY)
     command = [sys.executable, __file__, *args] + (["--device", device] if device else [])
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -168,9 +186,14 @@ def _run(backend, device, *args):
 def _measure(backend, arch, args):
     """{variant: {train_ms, predict_ms, train_mib}} and the device, for one backend and model."""
     variants = args.variants.split(",")
-    speed = _run(backend, args.device, "--speed-worker", arch, "--variants", args.variants,
-                 "--rounds", str(args.rounds))
-    best = speed["best"]
+    best = {v: {} for v in variants}
+    for order in range(args.processes):
+        speed = _run(backend, args.device, "--speed-worker", arch, "--variants", args.variants,
+                     "--rounds", str(args.rounds), "--order", str(order),
+                     allocator=args.allocator)
+        for variant, times in speed["best"].items():
+            for key, ms in times.items():
+                best[variant][key] = min(ms, best[variant].get(key, ms))
     for r in range(args.memory_rounds):
         for variant in variants if r % 2 == 0 else variants[::-1]:
             mib = _run(backend, args.device, "--memory-worker", arch, "--variants", variant)
@@ -186,7 +209,13 @@ def _parse():
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help="relu first; relu_again, sugar, sugar_<surrogate>, injection")
     parser.add_argument("--device", help="e.g. cpu, gpu:0, cuda:0 (default: the backend's)")
-    parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds of timing")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds per process")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="speed processes per backend and model, each building the "
+                             "variants in another order")
+    parser.add_argument("--allocator", choices=("keep", "default"), default="keep",
+                        help="keep: glibc keeps freed buffers for reuse (see above)")
+    parser.add_argument("--order", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--memory-rounds", type=int, default=1, help="0: no memory column")
     parser.add_argument("--speed-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
@@ -201,7 +230,8 @@ def _worker(args):
     scope = keras.device(args.device) if args.device else contextlib.nullcontext()
     with scope:
         if args.speed_worker:
-            return speed_worker(args.speed_worker, args.variants.split(","), args.rounds)
+            return speed_worker(args.speed_worker, args.variants.split(","), args.rounds,
+                                args.order)
         return memory_worker(args.memory_worker, args.variants)
 
 
@@ -209,9 +239,15 @@ def main():
     args = _parse()
     if args.speed_worker or args.memory_worker:
         return _worker(args)
+    unknown = set(args.backends.split(",")) - {"tensorflow", "jax", "torch"}
+    if unknown or args.processes < 1 or args.rounds < 1:
+        sys.stderr.write(f"bench_sugar.py: unknown backend(s) {', '.join(sorted(unknown))}\n"
+                         if unknown else "bench_sugar.py: --processes and --rounds must be >= 1\n")
+        sys.exit(2)
     print(f"MLP {DEPTH}x{WIDTH} batch {BATCH}; CNN conv {'-'.join(map(str, CNN_FILTERS))} 3x3 "
           f"on {'x'.join(map(str, CNN_SHAPE))} batch {CNN_BATCH}; adam, default compile; fastest "
-          f"block of {STEPS} steps in {args.rounds} interleaved rounds; memory: fastest-of-"
+          f"block of {STEPS} steps in {args.rounds} interleaved rounds x {args.processes} "
+          f"processes, malloc: {args.allocator}; memory: fastest-of-"
           f"{args.memory_rounds} peak RSS of a one-epoch fit ({SAMPLES} / {CNN_SAMPLES} samples)")
     print(f"{'backend':<11}{'model':<6}{'variant':<12}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
           f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}  device")
