@@ -12,14 +12,15 @@ Before first use it is run on a tiny input; if compiling fails (no C++
 compiler for Inductor, an untraceable user surrogate, ...) that key keeps the
 uncompiled `surrogate_grad` and one warning says why.
 
-A compiled call has a fixed cost (TensorFlow: an XLA launch inside the step's
-graph; torch: Dynamo's guards), so activations smaller than `COMPILE_FROM`
-entries keep the uncompiled gradient, whose passes are then cheaper. Measured on
-a 2-core CPU (2026-11-30): TensorFlow's MLP 4x512, batch 256 (131k entries per
-activation), trained at 1.03x ReLU uncompiled and 1.07x compiled, its CNN
-(4.2M entries) at 1.24x and 1.05x; torch's Inductor call beats the eager passes
-from about 30k entries on. A TensorFlow graph traced with an unknown batch size
-decides per step (`tf.cond` on the size).
+A compiled call has costs of its own inside a training step (TensorFlow: an
+XLA launch in the step's graph; torch: Dynamo's guards and Inductor's parallel
+region), so activations smaller than `COMPILE_FROM` entries keep the
+uncompiled gradient. Measured in training steps on a 2-core CPU (2026-11-30,
+`benchmarks/bench_sugar.py`'s models): on the MLP 4x512, batch 256 (131k
+entries per activation), uncompiled 1.03x ReLU and compiled 1.07x on
+TensorFlow, 1.01x and 1.04x on torch; on the CNN (4.2M entries) uncompiled
+1.24x and compiled 1.05x on TensorFlow. A TensorFlow graph traced with an
+unknown batch size decides per step (`tf.cond` on the size).
 
 `PATHS` counts the backward passes built on each path: `"compiled"`,
 `"fallback"` (compiling failed) or `"small"` (below `COMPILE_FROM`).
@@ -34,7 +35,7 @@ from keras import backend
 from keras_relu.surrogates import surrogate_grad
 
 PATHS = collections.Counter()
-COMPILE_FROM = {"tensorflow": 1 << 20, "torch": 1 << 15}  # activation entries
+COMPILE_FROM = {"tensorflow": 1 << 20, "torch": 1 << 20}  # activation entries
 _CACHE = {}  # key -> compiled function, or None once compiling has failed
 
 
