@@ -25,7 +25,10 @@ malloc's defaults either way.
 
 Memory: the peak resident set while training, above what the process held
 before the model was built (Linux VmHWM, reset first), one process per model
-and variant since a peak cannot be shared. On an accelerator, host memory only.
+and variant since a peak cannot be shared. The first epoch's peak includes what
+a compiler's runtime keeps once it has run (XLA's on TensorFlow, Inductor's on
+torch), paid once per process; the second epoch's peak above its own start is
+the steady cost of a training step. On an accelerator, host memory only.
 
 Variants: `relu` is `Activation("relu")`; `sugar` is `SugarReLU("bsilu")`,
 `sugar_<name>` is `SugarReLU(name)`; `injection` is forward-gradient injection
@@ -157,7 +160,8 @@ def speed_worker(arch, variants, rounds, order=0):
 
 
 def memory_worker(arch, variant):
-    """One variant in this process: one JSON line, peak MiB of training above the baseline."""
+    """One variant in this process: one JSON line, the first epoch's peak MiB above the
+    baseline and the second epoch's above its start."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS counter
     x, y = _data(SAMPLES if arch == "mlp" else CNN_SAMPLES, arch)
@@ -165,8 +169,15 @@ def memory_worker(arch, variant):
 
     base_kib = _status_kib("VmRSS")
     model = _model(variant, arch)
-    model.fit(x, y, batch_size=BATCH if arch == "mlp" else CNN_BATCH, epochs=1, verbose=0)
-    print(json.dumps({"train_mib": (_status_kib("VmHWM") - base_kib) / 1024}))
+    batch = BATCH if arch == "mlp" else CNN_BATCH
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    first_mib = (_status_kib("VmHWM") - base_kib) / 1024
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base_kib = _status_kib("VmRSS")
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    print(json.dumps({"train_mib": first_mib,
+                      "step_mib": (_status_kib("VmHWM") - base_kib) / 1024}))
 
 
 KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
@@ -184,7 +195,8 @@ def _run(backend, device, *args, allocator="default"):
 
 
 def _measure(backend, arch, args):
-    """{variant: {train_ms, predict_ms, train_mib}} and the device, for one backend and model."""
+    """{variant: {train_ms, predict_ms, train_mib, step_mib}} and (device, paths) for one
+    backend and model."""
     variants = args.variants.split(",")
     best = {v: {} for v in variants}
     for order in range(args.processes):
@@ -196,10 +208,10 @@ def _measure(backend, arch, args):
                 best[variant][key] = min(ms, best[variant].get(key, ms))
     for r in range(args.memory_rounds):
         for variant in variants if r % 2 == 0 else variants[::-1]:
-            mib = _run(backend, args.device, "--memory-worker", arch, "--variants", variant)
-            mib = mib["train_mib"]
-            best[variant]["train_mib"] = min(mib, best[variant].get("train_mib", mib))
-    return best, speed["device"], speed.get("paths")
+            peaks = _run(backend, args.device, "--memory-worker", arch, "--variants", variant)
+            for key, mib in peaks.items():
+                best[variant][key] = min(mib, best[variant].get(key, mib))
+    return best, (speed["device"], speed.get("paths")) if args.processes else ("-", None)
 
 
 def _parse():
@@ -212,7 +224,7 @@ def _parse():
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds per process")
     parser.add_argument("--processes", type=int, default=3,
                         help="speed processes per backend and model, each building the "
-                             "variants in another order")
+                             "variants in another order (0: memory only)")
     parser.add_argument("--allocator", choices=("keep", "default"), default="keep",
                         help="keep: glibc keeps freed buffers for reuse (see above)")
     parser.add_argument("--order", type=int, default=0, help=argparse.SUPPRESS)
@@ -240,26 +252,29 @@ def main():
     if args.speed_worker or args.memory_worker:
         return _worker(args)
     unknown = set(args.backends.split(",")) - {"tensorflow", "jax", "torch"}
-    if unknown or args.processes < 1 or args.rounds < 1:
+    if unknown or args.processes < 0 or args.rounds < 1:
         sys.stderr.write(f"bench_sugar.py: unknown backend(s) {', '.join(sorted(unknown))}\n"
-                         if unknown else "bench_sugar.py: --processes and --rounds must be >= 1\n")
+                         if unknown else "bench_sugar.py: --processes must be >= 0 (0: memory "
+                         "only) and --rounds >= 1\n")
         sys.exit(2)
     print(f"MLP {DEPTH}x{WIDTH} batch {BATCH}; CNN conv {'-'.join(map(str, CNN_FILTERS))} 3x3 "
           f"on {'x'.join(map(str, CNN_SHAPE))} batch {CNN_BATCH}; adam, default compile; fastest "
           f"block of {STEPS} steps in {args.rounds} interleaved rounds x {args.processes} "
           f"processes, malloc: {args.allocator}; memory: fastest-of-"
-          f"{args.memory_rounds} peak RSS of a one-epoch fit ({SAMPLES} / {CNN_SAMPLES} samples)")
+          f"{args.memory_rounds} peak RSS of a first epoch and of a second ({SAMPLES} / "
+          f"{CNN_SAMPLES} samples)")
     print(f"{'backend':<11}{'model':<6}{'variant':<12}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
-          f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}  device")
+          f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}{'step MiB':>9}{'ratio':>7}  device")
     for backend in args.backends.split(","):
         for arch in args.models.split(","):
-            best, device, paths = _measure(backend, arch, args)
+            best, (device, paths) = _measure(backend, arch, args)
             ref = best["relu"]
             for variant, b in best.items():
                 print(f"{backend:<11}{arch:<6}{variant:<12}"
                       + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" if k in b else
                                 f"{'-':>{w}}{'-':>7}" for k, w, p in
-                                (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1)))
+                                (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1),
+                                 ("step_mib", 9, 1)))
                       + f"  {device}", flush=True)
             if paths:
                 print(f"{'':<17}sugar backward passes built: {paths}", flush=True)
