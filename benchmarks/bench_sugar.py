@@ -30,9 +30,7 @@ a compiler's runtime keeps once it has run (XLA's on TensorFlow, Inductor's on
 torch), paid once per process; the second epoch's peak above its own start is
 the steady cost of a training step. On an accelerator, host memory only.
 
-Variants: `relu` is `Activation("relu")`; `sugar` is `SugarReLU("bsilu")`,
-`sugar_<name>` is `SugarReLU(name)`; `injection` is forward-gradient injection
-(`s(x) - stop_gradient(s(x)) + stop_gradient(relu(x))`) with B-SiLU.
+Variants: see sugar_models.py.
 """
 
 import argparse
@@ -42,11 +40,13 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("relu", "relu_again", "sugar", "injection")  # the MLP set bench_sugar_callgrind uses
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sugar_models import (  # noqa: E402
+    BATCH, CNN_BATCH, CNN_FILTERS, CNN_SAMPLES, CNN_SHAPE, DEPTH, ROOT, SAMPLES, WIDTH,
+    NAMED_VARIANTS, build_model, hold_path, make_data)
+
 DEFAULT_VARIANTS = ("relu", "relu_again", "sugar", "sugar_nelu", "sugar_gelu")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES, FEATURES, CLASSES, WIDTH, DEPTH, BATCH = 16384, 784, 10, 512, 4, 256
-CNN_SHAPE, CNN_FILTERS, CNN_BATCH, CNN_SAMPLES = (32, 32, 3), (32, 32, 64), 128, 2048
 STEPS = {"mlp": 8, "cnn": 3}  # steps per timed block
 
 
@@ -56,68 +56,6 @@ def _status_kib(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
-
-
-def _injection_layer(keras):
-    """y = s(x) - stop_gradient(s(x)) + stop_gradient(relu(x)): the trick other SUGAR code uses."""
-    from keras import ops
-
-    from keras_relu import get_surrogate
-
-    spec = get_surrogate("bsilu")
-
-    class Injection(keras.layers.Layer):
-        def call(self, x):
-            s = spec.value(x, **spec.defaults)
-            return s - ops.stop_gradient(s) + ops.stop_gradient(ops.relu(x))
-
-    return Injection()
-
-
-def _activation(variant):
-    import keras
-
-    import keras_relu
-
-    if variant in ("relu", "relu_again"):
-        return keras.layers.Activation("relu")
-    if variant == "injection":
-        return _injection_layer(keras)
-    if variant == "sugar":
-        return keras_relu.SugarReLU("bsilu")
-    if variant.startswith("sugar_"):
-        return keras_relu.SugarReLU(variant[len("sugar_"):])
-    raise ValueError(f"Unknown variant {variant!r}.")
-
-
-def _model(variant, arch="mlp"):
-    """The MLP (4 x 512 dense) or the CNN (conv 32-32-64, 3x3, same), Adam, default compile."""
-    import keras
-
-    keras.utils.set_random_seed(0)  # the same weights for every variant
-    if arch == "mlp":
-        model = keras.Sequential([keras.Input((FEATURES,))])
-        for _ in range(DEPTH):
-            model.add(keras.layers.Dense(WIDTH))
-            model.add(_activation(variant))
-    else:
-        model = keras.Sequential([keras.Input(CNN_SHAPE)])
-        for filters in CNN_FILTERS:
-            model.add(keras.layers.Conv2D(filters, 3, padding="same"))
-            model.add(_activation(variant))
-        model.add(keras.layers.GlobalAveragePooling2D())
-    model.add(keras.layers.Dense(CLASSES))
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
-def _data(samples, arch="mlp"):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    shape = (FEATURES,) if arch == "mlp" else CNN_SHAPE
-    return (rng.standard_normal((samples, *shape)).astype("float32"),
-            rng.integers(0, CLASSES, samples))
 
 
 def _device_of(model):
@@ -132,14 +70,18 @@ def _device_of(model):
 def speed_worker(arch, variants, rounds, order=0):
     """All variants of one model in this process, built from the `order`-th one on and
     interleaved; one JSON line: fastest ms per training and inference step, and the device."""
-    x, y = _data(BATCH if arch == "mlp" else CNN_BATCH, arch)
+    x, y = make_data(BATCH if arch == "mlp" else CNN_BATCH, arch)
+    from keras_relu import sugar_backends
+
+    default_from = dict(sugar_backends.COMPILE_FROM)
     built = variants[order % len(variants):] + variants[:order % len(variants)]
-    models = {v: _model(v, arch) for v in built}
+    models = {v: build_model(v, arch) for v in built}
     steps = {
         "train_ms": lambda m: m.train_on_batch(x, y),
         "predict_ms": lambda m: m.predict_on_batch(x),
     }
-    for model in models.values():  # compile and warm up
+    for variant, model in models.items():  # compile and warm up
+        hold_path(variant, default_from)
         for step in steps.values():
             for _ in range(3):
                 step(model)
@@ -147,14 +89,13 @@ def speed_worker(arch, variants, rounds, order=0):
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
         for variant in order if r % 2 == 0 else order[::-1]:
+            hold_path(variant, default_from)
             for key, step in steps.items():
                 start = time.perf_counter()
                 for _ in range(STEPS[arch]):
                     step(models[variant])
                 ms = 1e3 * (time.perf_counter() - start) / STEPS[arch]
                 best[variant][key] = min(best[variant][key], ms)
-    from keras_relu import sugar_backends
-
     print(json.dumps({"best": best, "device": _device_of(models[variants[0]]),
                       "paths": dict(sugar_backends.PATHS)}))
 
@@ -164,11 +105,14 @@ def memory_worker(arch, variant):
     baseline and the second epoch's above its start."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS counter
-    x, y = _data(SAMPLES if arch == "mlp" else CNN_SAMPLES, arch)
+    x, y = make_data(SAMPLES if arch == "mlp" else CNN_SAMPLES, arch)
     import keras  # noqa: F401  (imported before the baseline is read)
 
+    from keras_relu import sugar_backends
+
+    hold_path(variant, dict(sugar_backends.COMPILE_FROM))
     base_kib = _status_kib("VmRSS")
-    model = _model(variant, arch)
+    model = build_model(variant, arch)
     batch = BATCH if arch == "mlp" else CNN_BATCH
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     first_mib = (_status_kib("VmHWM") - base_kib) / 1024
@@ -219,7 +163,8 @@ def _parse():
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help="relu first; relu_again, sugar, sugar_<surrogate>, injection")
+                        help="relu first; relu_again, sugar, sugar_<surrogate>, injection, "
+                             "bsilu_compiled, bsilu_uncompiled, relu_custom")
     parser.add_argument("--device", help="e.g. cpu, gpu:0, cuda:0 (default: the backend's)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds per process")
     parser.add_argument("--processes", type=int, default=3,
@@ -232,6 +177,22 @@ def _parse():
     parser.add_argument("--speed-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
     return parser.parse_args()
+
+
+def _bad_arguments(args):
+    """What is wrong with the command line, in a few words, or None."""
+    unknown = set(args.backends.split(",")) - {"tensorflow", "jax", "torch"}
+    if unknown:
+        return f"unknown backend(s) {', '.join(sorted(unknown))}"
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in NAMED_VARIANTS and not v.startswith("sugar_")]
+    if unknown:
+        return f"unknown variant(s) {', '.join(unknown)}"
+    if variants[0] != "relu":
+        return "--variants must start with relu, the baseline of every ratio"
+    if args.processes < 0 or args.rounds < 1:
+        return "--processes must be >= 0 (0: memory only) and --rounds >= 1"
+    return None
 
 
 def _worker(args):
@@ -251,11 +212,9 @@ def main():
     args = _parse()
     if args.speed_worker or args.memory_worker:
         return _worker(args)
-    unknown = set(args.backends.split(",")) - {"tensorflow", "jax", "torch"}
-    if unknown or args.processes < 0 or args.rounds < 1:
-        sys.stderr.write(f"bench_sugar.py: unknown backend(s) {', '.join(sorted(unknown))}\n"
-                         if unknown else "bench_sugar.py: --processes must be >= 0 (0: memory "
-                         "only) and --rounds >= 1\n")
+    problem = _bad_arguments(args)
+    if problem:
+        sys.stderr.write(f"bench_sugar.py: {problem}\n")
         sys.exit(2)
     print(f"MLP {DEPTH}x{WIDTH} batch {BATCH}; CNN conv {'-'.join(map(str, CNN_FILTERS))} 3x3 "
           f"on {'x'.join(map(str, CNN_SHAPE))} batch {CNN_BATCH}; adam, default compile; fastest "
@@ -263,21 +222,21 @@ def main():
           f"processes, malloc: {args.allocator}; memory: fastest-of-"
           f"{args.memory_rounds} peak RSS of a first epoch and of a second ({SAMPLES} / "
           f"{CNN_SAMPLES} samples)")
-    print(f"{'backend':<11}{'model':<6}{'variant':<12}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
+    print(f"{'backend':<11}{'model':<6}{'variant':<17}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
           f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}{'step MiB':>9}{'ratio':>7}  device")
     for backend in args.backends.split(","):
         for arch in args.models.split(","):
             best, (device, paths) = _measure(backend, arch, args)
             ref = best["relu"]
             for variant, b in best.items():
-                print(f"{backend:<11}{arch:<6}{variant:<12}"
+                print(f"{backend:<11}{arch:<6}{variant:<17}"
                       + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" if k in b else
                                 f"{'-':>{w}}{'-':>7}" for k, w, p in
                                 (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1),
                                  ("step_mib", 9, 1)))
                       + f"  {device}", flush=True)
             if paths:
-                print(f"{'':<17}sugar backward passes built: {paths}", flush=True)
+                print(f"{'':<22}sugar backward passes built: {paths}", flush=True)
 
 
 if __name__ == "__main__":

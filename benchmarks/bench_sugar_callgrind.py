@@ -25,7 +25,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_sugar import BATCH, ROOT, VARIANTS, _data, _model  # noqa: E402
+from sugar_models import BATCH, ROOT, VARIANTS, build_model, make_data  # noqa: E402
 
 _CLIENT = r"""
 #include <valgrind/callgrind.h>
@@ -56,8 +56,8 @@ def worker(library, steps):
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)
     client = ctypes.CDLL(library)
-    x, y = _data(BATCH)
-    models = {v: _model(v) for v in VARIANTS if v != "relu_again"}
+    x, y = make_data(BATCH)
+    models = {v: build_model(v) for v in VARIANTS if v != "relu_again"}
     phases = {"train": lambda m: m.train_on_batch(x, y), "infer": lambda m: m.predict_on_batch(x)}
     for model in models.values():
         for step in phases.values():
