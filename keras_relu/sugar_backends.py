@@ -12,15 +12,17 @@ Before first use it is run on a tiny input; if compiling fails (no C++
 compiler for Inductor, an untraceable user surrogate, ...) that key keeps the
 uncompiled `surrogate_grad` and one warning says why.
 
-A compiled call has costs of its own inside a training step (TensorFlow: an
-XLA launch in the step's graph; torch: Dynamo's guards and Inductor's parallel
-region), so activations smaller than `COMPILE_FROM` entries keep the
-uncompiled gradient. Measured in training steps on a 2-core CPU (2026-11-30,
-`benchmarks/bench_sugar.py`'s models): on the MLP 4x512, batch 256 (131k
-entries per activation), uncompiled 1.03x ReLU and compiled 1.07x on
-TensorFlow, 1.01x and 1.04x on torch; on the CNN (4.2M entries) uncompiled
-1.24x and compiled 1.05x on TensorFlow. A TensorFlow graph traced with an
-unknown batch size decides per step (`tf.cond` on the size).
+Activations smaller than `COMPILE_FROM` entries keep the uncompiled gradient:
+there compiling buys no speed, and not compiling spares the compiler's runtime
+(XLA's on TensorFlow: 147 MiB in the CNN's first epoch, once per process). Measured in
+training steps on a 2-core CPU (2026-11-30, `benchmarks/bench_sugar.py
+--variants relu,relu_again,bsilu_compiled,bsilu_uncompiled,relu_custom`): on
+the MLP 4x512, batch 256 (131k entries per activation), both paths within the
+noise of a custom gradient that returns ReLU's own (TensorFlow, three runs:
+compiled 1.03-1.07x ReLU, uncompiled 1.03-1.09x, that custom gradient
+1.05-1.08x; torch 1.06x and 1.06x); on the CNN (4.2M entries) compiled 1.06x
+against 1.21x on TensorFlow, 1.03x against 1.18x on torch. A TensorFlow graph
+traced with an unknown batch size decides per step (`tf.cond` on the size).
 
 `PATHS` counts the backward passes built on each path: `"compiled"`,
 `"fallback"` (compiling failed) or `"small"` (below `COMPILE_FROM`).
