@@ -20,12 +20,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 1.2
 
 
+def status_mib(field="VmRSS", pid="self"):
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM, ...) in MiB; None once the process
+    has gone or exited (a zombie has no memory fields)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status
+                        if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+
+
 def rss_mib():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return status_mib("VmRSS")
 
 
 def measure(trials, early):

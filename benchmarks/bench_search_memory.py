@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from bench_kerastuner_memory import rss_mib
+from bench_kerastuner_memory import rss_mib, status_mib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,16 +64,6 @@ def measure(engine_name, checkpoints):
     return {str(n): seen[n] for n in checkpoints}
 
 
-def process_rss(pid):
-    """VmRSS of process `pid` in MiB (None once it has gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status
-                        if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return None
-
-
 def process_pss(pid):
     """Proportional set size of `pid` in MiB: its private pages plus its share of the pages
     it shares (TensorFlow's libraries, mapped by the launcher and its worker alike)."""
@@ -108,7 +98,7 @@ def measure_search(checkpoints, per_process):
             now = datetime.datetime.now()
             pids = (os.getpid(), *children(os.getpid()))
             for pid in pids:
-                mib = process_rss(pid)
+                mib = status_mib("VmRSS", pid)
                 if mib:
                     samples.append((now, pid, mib))
             pss[0] = max(pss[0], sum(process_pss(pid) for pid in pids))

@@ -42,20 +42,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_kerastuner_memory import status_mib  # noqa: E402
 from sugar_models import (  # noqa: E402
     BATCH, CNN_BATCH, CNN_FILTERS, CNN_SAMPLES, CNN_SHAPE, DEPTH, ROOT, SAMPLES, WIDTH,
     NAMED_VARIANTS, build_model, hold_path, make_data)
 
 DEFAULT_VARIANTS = ("relu", "relu_again", "sugar", "sugar_nelu", "sugar_gelu")
 STEPS = {"mlp": 8, "cnn": 3}  # steps per timed block
-
-
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 def _device_of(model):
@@ -111,17 +104,17 @@ def memory_worker(arch, variant):
     from keras_relu import sugar_backends
 
     hold_path(variant, dict(sugar_backends.COMPILE_FROM))
-    base_kib = _status_kib("VmRSS")
+    base_mib = status_mib("VmRSS")
     model = build_model(variant, arch)
     batch = BATCH if arch == "mlp" else CNN_BATCH
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    first_mib = (_status_kib("VmHWM") - base_kib) / 1024
+    first_mib = status_mib("VmHWM") - base_mib
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    base_kib = _status_kib("VmRSS")
+    base_mib = status_mib("VmRSS")
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     print(json.dumps({"train_mib": first_mib,
-                      "step_mib": (_status_kib("VmHWM") - base_kib) / 1024}))
+                      "step_mib": status_mib("VmHWM") - base_mib}))
 
 
 KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
