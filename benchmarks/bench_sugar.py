@@ -20,15 +20,19 @@ activations in again: on this VM that is up to a third of a CNN step, and it
 depends on what was freed before, so identical models differ by 10-20%.
 `--allocator keep` runs the speed processes with a fixed threshold of 256 MiB
 (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), as a long training run
-settles into anyway; `default` leaves malloc alone. Memory is measured with
-malloc's defaults either way.
+settles into anyway; `default` leaves malloc alone.
 
-Memory: the peak resident set while training, above what the process held
-before the model was built (Linux VmHWM, reset first), one process per model
-and variant since a peak cannot be shared. The first epoch's peak includes what
-a compiler's runtime keeps once it has run (XLA's on TensorFlow, Inductor's on
-torch), paid once per process; the second epoch's peak above its own start is
-the steady cost of a training step. On an accelerator, host memory only.
+Memory: the same moving threshold makes a peak depend on which buffers were freed
+before, not on what is alive: freed buffers below it stay in the heap and count in
+the resident set (torch CNN, plain ReLU, identical runs: 128 and 208 MiB). So the
+memory processes fix the threshold at 1 MiB (`MALLOC_MMAP_THRESHOLD_`): every
+buffer from 1 MiB up is mapped on its own and returned when freed, and the resident
+set follows the live buffers. The peak resident set while training, above what the
+process held before the model was built (Linux VmHWM, reset first), one process
+per model and variant since a peak cannot be shared. The first epoch's peak includes
+what a compiler takes once (XLA on TensorFlow, Inductor on torch), paid once per
+process; the second epoch's peak above its own start is the steady cost of a
+training step. On an accelerator, host memory only.
 
 Variants: see sugar_models.py.
 """
@@ -117,13 +121,16 @@ def memory_worker(arch, variant):
                       "step_mib": status_mib("VmHWM") - base_mib}))
 
 
-KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+ALLOCATORS = {  # glibc malloc settings by name (see above)
+    "keep": {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)},
+    "exact": {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
+    "default": {},
+}
 
 
 def _run(backend, device, *args, allocator="default"):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    if allocator == "keep":
-        env.update(KEEP_MEMORY)
+    env.update(ALLOCATORS[allocator])
     command = [sys.executable, __file__, *args] + (["--device", device] if device else [])
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -145,7 +152,8 @@ def _measure(backend, arch, args):
                 best[variant][key] = min(ms, best[variant].get(key, ms))
     for r in range(args.memory_rounds):
         for variant in variants if r % 2 == 0 else variants[::-1]:
-            peaks = _run(backend, args.device, "--memory-worker", arch, "--variants", variant)
+            peaks = _run(backend, args.device, "--memory-worker", arch, "--variants", variant,
+                         allocator="exact")
             for key, mib in peaks.items():
                 best[variant][key] = min(mib, best[variant].get(key, mib))
     return best, (speed["device"], speed.get("paths")) if args.processes else ("-", None)
@@ -214,7 +222,7 @@ def main():
           f"block of {STEPS} steps in {args.rounds} interleaved rounds x {args.processes} "
           f"processes, malloc: {args.allocator}; memory: fastest-of-"
           f"{args.memory_rounds} peak RSS of a first epoch and of a second ({SAMPLES} / "
-          f"{CNN_SAMPLES} samples)")
+          f"{CNN_SAMPLES} samples), malloc: exact", flush=True)
     print(f"{'backend':<11}{'model':<6}{'variant':<17}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
           f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}{'step MiB':>9}{'ratio':>7}  device")
     for backend in args.backends.split(","):

@@ -35,3 +35,30 @@ def test_sugar_bench_refuses_bad_arguments_in_one_line(args, line):
     assert proc.returncode == 2
     assert proc.stdout == ""  # refused before the table's header, before any worker
     assert proc.stderr.strip().splitlines() == [line]
+
+
+_FREE_AND_READ = """
+import numpy as np
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+print(rss())
+for _ in range(2):  # the first free raises glibc's moving threshold to 16 MiB
+    a = np.ones(4 << 20, dtype='float32'); held = rss(); del a
+print(held); print(rss())
+"""
+
+
+@pytest.mark.parametrize("allocator, kept_mib", [("exact", (0, 4)), ("default", (14, 18))])
+def test_memory_processes_allocator_returns_freed_activations(allocator, kept_mib):
+    """bench_sugar measures memory with ALLOCATORS["exact"]: a freed 16 MiB buffer leaves
+    the resident set. With malloc's defaults (the control) it stays, so a peak would
+    count buffers freed before."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from bench_sugar import ALLOCATORS
+
+    env = dict(os.environ, **ALLOCATORS[allocator])
+    proc = subprocess.run([sys.executable, "-c", _FREE_AND_READ], env=env, capture_output=True,
+                          text=True, check=True)
+    before, holding, after = (int(v) / 1024 for v in proc.stdout.split())
+    assert holding - before > 15  # the 16 MiB buffer was resident while held
+    assert kept_mib[0] <= after - before <= kept_mib[1]
