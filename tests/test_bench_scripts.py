@@ -62,3 +62,14 @@ def test_memory_processes_allocator_returns_freed_activations(allocator, kept_mi
     before, holding, after = (int(v) / 1024 for v in proc.stdout.split())
     assert holding - before > 15  # the 16 MiB buffer was resident while held
     assert kept_mib[0] <= after - before <= kept_mib[1]
+
+
+def test_xla_memory_bench_outside_jax_says_so_in_one_line():
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    proc = subprocess.run([sys.executable, "benchmarks/sugar_xla_memory.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "sugar_xla_memory.py: needs KERAS_BACKEND=jax and --variants starting with relu, of "
+        "relu, relu_again, sugar, injection, relu_custom, bsilu_compiled, bsilu_uncompiled or "
+        "sugar_<surrogate>"]
