@@ -14,7 +14,7 @@ uncompiled `surrogate_grad` and one warning says why.
 
 Activations smaller than `COMPILE_FROM` entries keep the uncompiled gradient:
 there compiling buys no speed, and not compiling spares the compiler's runtime
-(XLA's on TensorFlow: 147 MiB in the CNN's first epoch, once per process). Measured in
+(XLA's on TensorFlow: 79 MiB in the CNN's first epoch, once per process). Measured in
 training steps on a 2-core CPU (2026-11-30, `benchmarks/bench_sugar.py
 --variants relu,relu_again,bsilu_compiled,bsilu_uncompiled,relu_custom`): on
 the MLP 4x512, batch 256 (131k entries per activation), both paths within the
