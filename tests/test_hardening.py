@@ -106,9 +106,11 @@ def test_a_nan_validation_loss_fails_the_trial_and_is_never_best_item_9():
     result = run_trial(config, data, TrialSettings(epochs=1, batch_size=128), number=0,
                        engine="optuna")
     assert 0.0 <= result.val_accuracy <= 1.0  # the accuracy alone looks fine
-    if BACKEND == "tensorflow":  # its cross-entropy clips NaN probabilities: a finite loss
-        assert result.state == "complete" and np.isfinite(result.history["val_loss"]).all()
-        return  # (which is why the data check refuses such data when it is loaded)
+    if BACKEND == "tensorflow" and result.state == "complete":
+        # its cross-entropy clips probabilities, which turns NaN into a finite loss on some
+        # CPUs and not on others (which is why the data check refuses such data at load)
+        assert np.isfinite(result.history["val_loss"]).all()
+        return
     assert result.state == "failed" and "val_loss became nan" in result.reason
     study = optuna.create_study(direction="maximize")
     study.optimize(lambda t: _raise_if_failed(result), n_trials=1, catch=(ote.TrialFailed,))
