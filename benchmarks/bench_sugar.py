@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_kerastuner_memory import status_mib  # noqa: E402
 from sugar_models import (  # noqa: E402
     BATCH, CNN_BATCH, CNN_FILTERS, CNN_SAMPLES, CNN_SHAPE, DEPTH, ROOT, SAMPLES, WIDTH,
-    NAMED_VARIANTS, build_model, hold_path, make_data)
+    NAMED_VARIANTS, build_model, hold_path, make_data, unknown_variants)
 
 DEFAULT_VARIANTS = ("relu", "relu_again", "sugar", "sugar_nelu", "sugar_gelu")
 STEPS = {"mlp": 8, "cnn": 3}  # steps per timed block
@@ -186,7 +186,7 @@ def _bad_arguments(args):
     if unknown:
         return f"unknown backend(s) {', '.join(sorted(unknown))}"
     variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in NAMED_VARIANTS and not v.startswith("sugar_")]
+    unknown = unknown_variants(variants)
     if unknown:
         return f"unknown variant(s) {', '.join(unknown)}"
     if variants[0] != "relu":
@@ -220,7 +220,7 @@ def main():
     print(f"MLP {DEPTH}x{WIDTH} batch {BATCH}; CNN conv {'-'.join(map(str, CNN_FILTERS))} 3x3 "
           f"on {'x'.join(map(str, CNN_SHAPE))} batch {CNN_BATCH}; adam, default compile; fastest "
           f"block of {STEPS} steps in {args.rounds} interleaved rounds x {args.processes} "
-          f"processes, malloc: {args.allocator}; memory: fastest-of-"
+          f"processes, malloc: {args.allocator}; memory: smallest-of-"
           f"{args.memory_rounds} peak RSS of a first epoch and of a second ({SAMPLES} / "
           f"{CNN_SAMPLES} samples), malloc: exact", flush=True)
     print(f"{'backend':<11}{'model':<6}{'variant':<17}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"

@@ -57,6 +57,11 @@ FORCED_FROM = {"bsilu_compiled": 0, "bsilu_uncompiled": 1 << 62}
 NAMED_VARIANTS = ("relu", "relu_again", "sugar", "injection", "relu_custom", *FORCED_FROM)
 
 
+def unknown_variants(variants):
+    """The names in `variants` that are neither named variants nor `sugar_<surrogate>`."""
+    return [v for v in variants if v not in NAMED_VARIANTS and not v.startswith("sugar_")]
+
+
 def hold_path(variant, default_from):
     """Sets the active backend's COMPILE_FROM for `variant` (its default for the others)."""
     import keras

@@ -15,7 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sugar_models import CNN_BATCH, BATCH, NAMED_VARIANTS, build_model, make_data  # noqa: E402
+from sugar_models import (  # noqa: E402
+    BATCH, CNN_BATCH, NAMED_VARIANTS, build_model, make_data, unknown_variants)
 
 
 def compiled_step(variant, arch):
@@ -38,7 +39,7 @@ def main():
     parser.add_argument("--hlo", help="list the activation-sized buffers of this variant")
     args = parser.parse_args()
     variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in NAMED_VARIANTS and not v.startswith("sugar_")]
+    unknown = unknown_variants(variants)
     if os.environ.get("KERAS_BACKEND") != "jax" or unknown or variants[0] != "relu":
         sys.stderr.write("sugar_xla_memory.py: needs KERAS_BACKEND=jax and --variants starting "
                          f"with relu, of {', '.join(NAMED_VARIANTS)} or sugar_<surrogate>\n")
