@@ -120,6 +120,30 @@ def test_jax_inference_compiles_to_the_program_of_relu():
     assert compiled_ops(keras_relu.SugarReLU("bsilu")) == relu
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="reads a TensorFlow graph")
+def test_tensorflow_inference_graph_is_that_of_relu():
+    """No tape, no custom gradient: `predict`'s graph has ReLU's operations, so TensorFlow's
+    optimizer fuses the activation into the layer before it; under a tape, the surrogate's."""
+    import tensorflow as tf
+
+    def graph_ops(activation):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64), activation,
+                                  keras.layers.Dense(10)])
+        forward = tf.function(lambda x: model(x, training=False))
+        graph = forward.get_concrete_function(tf.TensorSpec([None, 32])).graph
+        return sorted(op.type for op in graph.get_operations())
+
+    relu = graph_ops(keras.layers.Activation("relu"))
+    assert "Relu" in relu
+    assert graph_ops(keras_relu.SugarReLU("bsilu")) == relu
+    x = tf.constant([[-1.0, 2.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = keras_relu.sugar(x, "bsilu")
+    assert tape.gradient(y, x).numpy()[0, 0] > 0  # the surrogate's slope where relu's is 0
+
+
 def test_parameters_change_the_gradient():
     x = np.array([-1.0, 0.0, 1.0], "float32")
     got = grad(lambda v: keras_relu.sugar(v, "bsilu", a=3.0), x)
