@@ -57,23 +57,21 @@ def _sugar_tensorflow(x, derivative, params):
     optimizer fuses it into the convolution or matmul before it, as it does ReLU; else the
     portable op with its gradient compiled by XLA into one pass. (A gradient taken with no
     tape, `tf.gradients` in a graph, is therefore ReLU's.)"""
-    tape_may_record = _tensorflow_tape_check()
-    if not tape_may_record():
+    if not _tensorflow_tape_may_record():
         import tensorflow as tf
 
         return tf.nn.relu(x)
     return _sugar_eager(x, derivative, params, grad_fn=fused_grad)
 
 
-@functools.cache
-def _tensorflow_tape_check():
+def _tensorflow_tape_may_record():
     """TensorFlow's own test for a recording gradient tape (Keras takes gradients with
-    `tf.GradientTape`); where TensorFlow has none, one that always says True."""
+    `tf.GradientTape`); True where TensorFlow has no such test."""
     try:
         from tensorflow.python.eager.record import could_possibly_record
     except ImportError:
-        return lambda: True
-    return could_possibly_record
+        return True
+    return could_possibly_record()
 
 
 _FAST = {"torch": _sugar_torch, "tensorflow": _sugar_tensorflow}
