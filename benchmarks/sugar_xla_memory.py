@@ -44,7 +44,12 @@ def main():
         sys.stderr.write("sugar_xla_memory.py: needs KERAS_BACKEND=jax and --variants starting "
                          f"with relu, of {', '.join(NAMED_VARIANTS)} or sugar_<surrogate>\n")
         sys.exit(2)
-    for arch in args.models.split(","):
+    models = args.models.split(",")
+    if set(models) - {"cnn", "mlp"} or (args.hlo and args.hlo not in variants):
+        sys.stderr.write("sugar_xla_memory.py: --models takes cnn and mlp; --hlo one of the "
+                         "--variants\n")
+        sys.exit(2)
+    for arch in models:
         base = None
         for variant in variants:
             step, batch = compiled_step(variant, arch)

@@ -73,3 +73,14 @@ def test_xla_memory_bench_outside_jax_says_so_in_one_line():
         "sugar_xla_memory.py: needs KERAS_BACKEND=jax and --variants starting with relu, of "
         "relu, relu_again, sugar, injection, relu_custom, bsilu_compiled, bsilu_uncompiled or "
         "sugar_<surrogate>"]
+
+
+@pytest.mark.parametrize("args", [["--models", "vgg"], ["--hlo", "sugar_gelu", "--variants",
+                                                        "relu,sugar"]])
+def test_xla_memory_bench_bad_models_or_hlo_say_so_in_one_line(args):
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    proc = subprocess.run([sys.executable, "benchmarks/sugar_xla_memory.py", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "sugar_xla_memory.py: --models takes cnn and mlp; --hlo one of the --variants"]
