@@ -35,3 +35,41 @@ def grad(fn, x, dtype=None):
     if dtype in ("float16", "bfloat16"):
         g = ops.cast(g, "float32")
     return ops.convert_to_numpy(g)
+
+
+def weight_grads(model, x, weights):
+    """d sum(model(x) * weights) / d v for each trainable variable v, as NumPy arrays
+    (inference mode: batch normalisation uses its moving statistics); `weights` has one
+    array per model output."""
+    from keras import tree
+
+    def weighted(outputs):
+        return sum(ops.sum(o * w) for o, w in zip(tree.flatten(outputs), weights))
+
+    backend = keras.backend.backend()
+    variables = model.trainable_variables
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            total = weighted(model(x, training=False))
+        grads = tape.gradient(total, [v.value for v in variables])
+    elif backend == "jax":
+        import jax
+        fixed = [v.value for v in model.non_trainable_variables]
+
+        def total(trainable):
+            out, _ = model.stateless_call(trainable, fixed, x, training=False)
+            return weighted(out)
+
+        grads = jax.jit(jax.grad(total))([v.value for v in variables])
+    elif backend == "torch":
+        import torch
+
+        for v in variables:
+            v.value.grad = None
+        weighted(model(torch.tensor(x), training=False)).backward()
+        grads = [v.value.grad for v in variables]
+    else:
+        raise NotImplementedError(backend)
+    return [ops.convert_to_numpy(g) for g in grads]
