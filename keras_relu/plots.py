@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from keras_relu.stats import NeuronStats
+
 _PREFIX = "dead_fraction/"
 _INIT = -1  # the x of the measurement before training, labelled "init"
 
@@ -108,7 +110,10 @@ def plot_neuron_history(source, path, title="Dead units per layer", initial=None
 
 
 def _columns(monitor):
-    """[(label, epoch, NeuronStats)] of the monitor's measurements, "init" first."""
+    """[(label, epoch, NeuronStats)] of the monitor's measurements, "init" first (one
+    column for a `NeuronStats` itself)."""
+    if isinstance(monitor, NeuronStats):
+        return [("model", 0, monitor)]
     columns = [("init", _INIT, monitor.initial)] if monitor.initial is not None else []
     return columns + [(str(epoch), epoch, stats) for epoch, stats in monitor.checks]
 
@@ -132,7 +137,8 @@ def unit_activity_figure(monitor, redo=None, title="Unit activity (tau-dormant s
     columns = _columns(monitor)
     if not columns or not columns[0][2].layers:
         raise ValueError("plot_unit_activity needs a DeadNeuronMonitor that has measured a "
-                         "model with monitored layers (after fit, or on_train_begin).")
+                         "model with monitored layers (after fit, or on_train_begin), or the "
+                         "NeuronStats of one (keras_relu.neuron_stats).")
     names = list(columns[0][2].layers)
     epochs = [epoch for _, epoch, _ in columns]
     ncols = min(len(names), 4)
@@ -179,7 +185,8 @@ def plot_unit_activity(monitor, path, redo=None, title="Unit activity (tau-dorma
     fastai's `ActivationStats.color_dim`.
 
     Args:
-        monitor: a `DeadNeuronMonitor` after (or during) training.
+        monitor: a `DeadNeuronMonitor` after (or during) training, or one
+            measurement, `keras_relu.neuron_stats(model, x)` (a single column).
         path: where to write the PNG.
         redo: optionally, the `ReDo` callback of the same training.
         title: the figure title.

@@ -49,6 +49,7 @@ def build_parser():
     _add_ui_parser(commands)
     _add_compare_parser(commands)
     _add_best_parser(commands)
+    _add_inspect_parser(commands)
     return parser
 
 
@@ -148,6 +149,29 @@ def _add_best_parser(commands):
     best.add_argument("--tracking-uri", help="MLflow tracking URI (default as for search)")
 
 
+def _add_inspect_parser(commands):
+    ins = commands.add_parser("inspect", help="dead ReLUs of a saved model, per layer",
+                              description="Measure a saved .keras model's dead, dormant and "
+                                          "zero fractions per layer on a data set; print them "
+                                          "with the dead units of the worst layers, write the "
+                                          "unit-activity heatmap, optionally log an MLflow run.")
+    ins.add_argument("model", metavar="MODEL.keras", help="the saved model")
+    ins.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    ins.add_argument("--split", choices=("train", "val", "test"), default="train",
+                     help="which split's inputs to measure on (default train)")
+    ins.add_argument("--samples", type=_positive(int), default=2048,
+                     help="at most this many samples, drawn once by --seed (default 2048)")
+    ins.add_argument("--seed", type=int, default=0, help="the data split's and draw's seed "
+                                                         "(default 0)")
+    ins.add_argument("--worst", type=_positive(int), default=3,
+                     help="list the dead units of this many worst layers (default 3)")
+    ins.add_argument("--output", default="mlruns/inspect", help="folder for unit_activity.png "
+                     "and neuron_stats.json (default mlruns/inspect)")
+    ins.add_argument("--tracking-uri", help="also log the figures as an MLflow run here")
+    ins.add_argument("--backend", choices=BACKENDS,
+                     help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+
+
 def _add_ui_parser(commands):
     ui = commands.add_parser("ui", help="the MLflow UI over the runs `search` and `compare` wrote",
                              description="Start the MLflow UI on the project's store and print "
@@ -237,8 +261,16 @@ def _best(args):
         print(f"registered {args.register_model!r} version {version}")
 
 
+def _inspect(args):
+    from search import runtime
+    from search.diagnose import run_inspect
+
+    runtime.import_keras(args.backend)
+    run_inspect(**_keywords(args, run_inspect))
+
+
 COMMANDS = {"search": _search, "worker": _worker, "ui": _ui, "compare": _compare,
-            "best": _best}
+            "best": _best, "inspect": _inspect}
 
 
 def _one_line_warning(message, category, *args, **kwargs):

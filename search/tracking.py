@@ -120,11 +120,11 @@ class Tracker:
                 raise
             return experiment.experiment_id
 
-    def start_parent(self, params, tags):
+    def start_parent(self, params, tags, name=None):
         tags = {PROCESS_TAG: process_id(), **tags}  # a resume closes it if this process dies
         run = self.client.create_run(
             self.experiment_id, tags={k: _text(v) for k, v in tags.items()},
-            run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+            run_name=name or f"search-{time.strftime('%Y%m%d-%H%M%S')}",
         )
         self.parent_id = run.info.run_id
         self.log(self.parent_id, params=params)
