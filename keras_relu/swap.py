@@ -36,7 +36,8 @@ class SwapReport:
     def __str__(self):
         rows = [(s.path, s.kind, "-> " + s.outcome) for s in self.replaced]
         rows += [(s.path, s.kind, "skipped: " + s.outcome) for s in self.skipped]
-        head = (f"{len(self.replaced)} ReLU sites replaced by {self.activation}, "
+        count = len(self.replaced)
+        head = (f"{count} ReLU site{'' if count == 1 else 's'} replaced by {self.activation}, "
                 f"{len(self.skipped)} skipped")
         if not rows:
             return head

@@ -84,3 +84,14 @@ def test_xla_memory_bench_bad_models_or_hlo_say_so_in_one_line(args):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "sugar_xla_memory.py: --models takes cnn and mlp; --hlo one of the --variants"]
+
+
+@pytest.mark.parametrize("args", [["--activations", "relu,swish9"], ["--seeds", "0"],
+                                  ["--scenario", "cifar10-vgg16"]])
+def test_revive_bench_refuses_bad_arguments_in_one_line(args):
+    proc = subprocess.run([sys.executable, "benchmarks/bench_revive.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("bench_revive.py: ")

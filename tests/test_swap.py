@@ -240,3 +240,31 @@ def test_targets_options_and_reinitialisation():
         keras_relu.replace_activations(model, "swish9")
     with pytest.raises(ValueError, match="keras.Model"):
         keras_relu.replace_activations(layers.Dense(3))
+
+
+class ReluBlock(layers.Layer):
+    """A custom layer that calls ReLU in its own code: the swap cannot see inside it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(8)
+
+    def call(self, x):
+        return ops.relu(self.dense(x))
+
+
+def test_custom_layers_and_recurrent_layers_are_skipped_with_reasons():
+    inputs = keras.Input((5, 4))
+    x = layers.LSTM(8, activation="relu", return_sequences=False, name="lstm")(inputs)
+    x = ReluBlock(name="block")(x)
+    x = layers.Dense(8, activation="relu", name="hidden")(x)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(x))
+    swapped = keras_relu.replace_activations(model)
+    assert [s.path for s in swapped.swap_report.replaced] == ["hidden"]
+    reasons = {s.path: s.outcome for s in swapped.swap_report.skipped}
+    assert "recurrent" in reasons["lstm"] and "custom layer" in reasons["block"]
+    x_in = np.random.default_rng(0).standard_normal((3, 5, 4)).astype("float32")
+    np.testing.assert_array_equal(swapped.predict(x_in, verbose=0), model.predict(x_in, verbose=0))
+    text = str(swapped.swap_report)
+    assert text.splitlines()[0] == "1 ReLU site replaced by sugar_bsilu, 2 skipped"
+    assert "skipped: a ReLU inside a custom layer's own code is not changed" in text
