@@ -108,20 +108,39 @@ def _skip_reason(layer, kind, relu6):
 
 
 def _gates(graph, tensor, depth=0):
-    """Whether `tensor` reaches a product with another tensor through one-input operations
-    (a gate: MobileNetV3's `ReLU6(x + 3) / 6` times `x`)."""
+    """Whether `tensor` gates another path: it reaches a product, through one-input
+    operations (MobileNetV3's hard-sigmoid `ReLU6(x + 3) / 6` times `x`). The signal a
+    gate multiplies is no gate: a factor from which every other factor is computed (the
+    input of a squeeze-and-excitation block, times the gate made from it)."""
     if depth > 8:
         return False
     for node in graph.consumers(tensor):
         op = node.operation
-        operands = {id(t) for t in node.input_tensors}
+        operands = {id(t): t for t in node.input_tensors}
         if isinstance(op, _MULTIPLY) or (not isinstance(op, layers.Layer)
                                          and "multiply" in type(op).__name__.lower()
                                          and len(operands) > 1):
-            return True
-        if not isinstance(op, layers.Layer) and len(operands) == 1 and \
+            others = [t for key, t in operands.items() if key != id(tensor)]
+            if not all(_computed_from(graph, other, tensor) for other in others):
+                return True
+        elif not isinstance(op, layers.Layer) and len(operands) == 1 and \
                 _gates(graph, node.outputs[0], depth + 1):
             return True
+    return False
+
+
+def _computed_from(graph, tensor, source, limit=10_000):
+    """Whether `source` is among the tensors `tensor` is computed from."""
+    stack, seen = [tensor], set()
+    while stack and len(seen) < limit:
+        current = stack.pop()
+        if current is source:
+            return True
+        node = graph.producer(current)
+        if node is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        stack.extend(node.input_tensors)
     return False
 
 

@@ -268,3 +268,17 @@ def test_custom_layers_and_recurrent_layers_are_skipped_with_reasons():
     text = str(swapped.swap_report)
     assert text.splitlines()[0] == "1 ReLU site replaced by sugar_bsilu, 2 skipped"
     assert "skipped: a ReLU inside a custom layer's own code is not changed" in text
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="graph logic: runs on the tensorflow pass")
+def test_mobilenetv3_gates_are_skipped_and_the_signals_they_gate_swapped():
+    model = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=3,
+                                                include_preprocessing=False)
+    report = keras_relu.replace_activations(model).swap_report
+    gates = [s for s in report.skipped if "gates another path" in s.outcome]
+    assert len(gates) == len(report.skipped) == 9  # hard-sigmoid ReLU6s, each a gate
+    assert {s.kind for s in gates} == {"ReLU(max_value=6)"}
+    replaced = {s.path for s in report.replaced}
+    # re_lu feeds a squeeze-and-excitation block: the gate made from it multiplies it
+    assert "re_lu" in replaced and "expanded_conv_squeeze_excite_relu" in replaced
+    assert len(replaced) == len(plain_relu_sites(model)) == 14
