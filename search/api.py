@@ -93,17 +93,28 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
         objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
         study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
         trials_per_process=None, backend=None, mixed_precision=False, overwrite=False,
+        reinitialize=False, steps_per_epoch=None, num_classes=None, image_size=None,
         samples=2000, features=20, classes=4, progress=True):
     """Search the cures for dying ReLU on a model; every trial is an MLflow child run.
 
     Args:
-        dataset: `digits` (bundled), `synthetic`, `mnist`, `fashion_mnist`, `cifar10` or
-            `npz:PATH`; ignored when `data` is given.
-        data, validation_data, test_data: in-memory arrays `(x, y)` instead of a named
-            data set (test, then validation: 20% each, cut off by seed, unless given).
-        model: the model builder `build(cures, input_shape, num_classes)` (see
-            `search.builders`), or its reference `module:function` / `file.py:function`;
-            None: the built-in MLP / CNN.
+        dataset: `digits` (bundled), `synthetic`, `mnist`, `fashion_mnist`, `cifar10`,
+            `npz:PATH`, `images:DIR` (a folder of class sub-folders, streamed) or
+            `data:module:function` (a function returning `(train, validation[, test])`);
+            ignored when `data` is given.
+        data, validation_data, test_data: the data as you have it instead of a named data
+            set: arrays `(x, y)` (test, then validation: 20% each, cut off by seed, unless
+            given), or pipelines: `tf.data.Dataset`, `keras.utils.PyDataset`, torch
+            `DataLoader`, or zero-argument functions returning one (called per trial).
+            Pipelines need `validation_data`; without `test_data` there is no held-out
+            score. A generator is refused (Keras replays only two batches of it).
+        model: the model: a builder `build(cures, input_shape, num_classes)` (see
+            `search.builders`), a factory `make(input_shape, num_classes)`, a
+            `keras.Model`, or a reference `module:function` / `file.py:function` /
+            `file.keras`; None: the built-in MLP / CNN. A factory's, file's or object's
+            ReLUs are swapped for the trial's activation (see `search.finished`).
+        reinitialize: start a `.keras` file's or model object's trials from fresh weights
+            (the trial's initializer) instead of its own.
         space: a `search.Space`, a space file's path, or its mapping (see
             `search.dims`); default `search.default_space()` (without depth and width
             for your own model).
@@ -113,6 +124,8 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
         loss, metrics: compile arguments, for a model that is not a plain classifier
             (then the targets are used as given).
         prune_dead_above: prune a trial once its dead fraction is above this fraction.
+        steps_per_epoch, num_classes: pipelines: what their first batches cannot tell.
+        image_size: `images:DIR`: (height, width), default the first image's.
         controls: start a new Optuna study with the control trials (see
             `search.space.CONTROLS`; only where the space has them).
         progress: show a progress bar (terminal or notebook).
@@ -136,36 +149,44 @@ class _Search:
     def __init__(self, settings, model, space, fix, choices, arrays):
         from search import data as datasets
         from search.models import check_builder, load_builder, reference
+        from search.streams import from_sources, is_pipeline
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
         stores.check_tracking_store(resolve_tracking_uri(settings.tracking_uri))  # in seconds
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
-        self.build = load_builder(model)
-        self.space = _resolve_space(space, fix, choices, model_dims=model is None)
-        self.in_workers = settings.worker_count > 1 or self._renews_its_process(model)
+        self.build = load_builder(model, settings.reinitialize)
+        self.space = _applicable(_resolve_space(space, fix, choices, model_dims=model is None),
+                                 self.build, settings.reinitialize)
+        streamed = any(is_pipeline(a) for a in arrays)
+        if streamed and settings.worker_count > 1:
+            raise UsageError("--workers: each worker loads the data in its own process; give "
+                             "pipelines through a function, dataset='data:module:function' "
+                             "(--data module:function), not as objects")
+        self.in_workers = settings.worker_count > 1 or self._renews_its_process(model, streamed)
         if self.in_workers:  # workers import the builder and load the data
             settings.model = reference(model)
             if arrays[0] is not None:
                 settings.dataset = datasets.save_arrays(*arrays, "mlruns/datasets")
                 arrays = (None,) * 3
         if arrays[0] is not None:
-            self.data = datasets.from_arrays(*arrays, seed=settings.seed,
-                                             targets=settings.loss is not None)
+            self.data = from_sources(*arrays, seed=settings.seed,
+                                     targets=settings.loss is not None,
+                                     steps_per_epoch=settings.steps_per_epoch,
+                                     num_classes=settings.num_classes)
             settings.dataset = self.data.name
         else:
-            self.data = datasets.load(settings.dataset, settings.seed, settings.samples,
-                                      settings.features, settings.classes,
-                                      targets=settings.loss is not None)
+            self.data = datasets.load(settings.dataset, **settings.data_options())
         check_builder(self.build, self.space.example(), self.data, settings.loss,
                       settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
             "-pareto" if settings.objective == "pareto" else "")
 
-    def _renews_its_process(self, model):
+    def _renews_its_process(self, model, streamed=False):
         """Whether a search of one process runs in a worker, renewed every
-        `trials_per_process` trials (on TensorFlow, whose memory grows with every fit)."""
+        `trials_per_process` trials (on TensorFlow, whose memory grows with every fit);
+        not for pipelines given as objects (no other process can have them)."""
         from search.models import reference
 
         s = self.settings
@@ -175,6 +196,8 @@ class _Search:
             return False
         limit = runtime.trials_per_process(s.trials_per_process, backend)
         try:
+            if streamed:
+                raise UsageError("pipelines given as objects stay in this process")
             reference(model)
             s.to_dict()
         except UsageError as err:
@@ -265,6 +288,23 @@ class _Search:
                             str(config_path) if config_path else None, self.study_name,
                             s.engine, s.objective, s.metric, self.where, tracker.uri,
                             tracker.parent_id, len(engine.finished_trials(study)), columns)
+
+
+def _applicable(space, build, reinitialize):
+    """`space` without what the model cannot take (a finished model: the builder's
+    dimensions), said in one warning."""
+    from search.finished import OFF, not_applicable
+
+    kind = getattr(build, "kind", None)
+    dropped = [name for name in not_applicable(kind, reinitialize) if name in space.names]
+    if not dropped:
+        return space
+    why = "only a builder applies them"
+    if "initializer" in dropped:
+        why += "; the initializer re-initialises the model with reinitialize=True"
+    warnings.warn(f"a {kind} model takes the cures that fit a finished model; not searched: "
+                  f"{', '.join(dropped)} ({why})", stacklevel=4)
+    return space.without(dropped, OFF)
 
 
 def _resolve_space(space, fix, choices, model_dims=True):

@@ -41,6 +41,19 @@ def _positive(kind):
     return parse
 
 
+def _size(text):
+    """`64` or `64,48` -> (64, 64) or (64, 48)."""
+    try:
+        size = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size *= 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or H,W (pixels), got {text!r}")
+    return size
+
+
 def build_parser():
     parser = _Parser(prog="keras-relu", description="Cures for the dying ReLU in Keras 3.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -69,9 +82,21 @@ def _add_search_parser(commands):
     run.add_argument("--epochs", type=_positive(int), default=5, help="epochs per trial (default 5)")
     run.add_argument("--batch-size", type=_positive(int), default=64)
     run.add_argument("--dataset", default="digits", help=DATASETS_HELP)
-    run.add_argument("--model", metavar="REF", help="your model builder, MODULE:FUNCTION or "
-                                                    "FILE.py:FUNCTION (default: the built-in "
-                                                    "MLP / CNN)")
+    run.add_argument("--data", metavar="REF",
+                     help="MODULE:FUNCTION or FILE.py:FUNCTION returning (train, validation"
+                          "[, test]): pipelines (tf.data, PyDataset, DataLoader) or (x, y) arrays")
+    run.add_argument("--image-size", type=_size, metavar="H[,W]",
+                     help="images:DIR: resize to this (default: the first image's size)")
+    run.add_argument("--steps-per-epoch", type=_positive(int), metavar="N",
+                     help="pipelines whose length is unknown: batches per epoch")
+    run.add_argument("--num-classes", type=_positive(int), metavar="N",
+                     help="pipelines: classes (default: read off the first batches)")
+    run.add_argument("--model", metavar="REF",
+                     help="your model: a builder or factory MODULE:FUNCTION or FILE.py:FUNCTION, "
+                          "or FILE.keras (default: the built-in MLP / CNN)")
+    run.add_argument("--reinitialize", action="store_true",
+                     help="a .keras model's trials start from fresh weights (the trial's "
+                          "initializer), not from the file's")
     run.add_argument("--metric", default="val_accuracy",
                      help="the objective, a key the model logs (default val_accuracy)")
     run.add_argument("--direction", choices=DIRECTIONS,
@@ -217,7 +242,12 @@ def _keywords(args, function):
 
 def _search(args):
     from search.api import run
+    from search.references import absolute
 
+    if args.data:
+        if args.dataset != "digits":
+            raise UsageError("give --data or --dataset, not both")
+        args.dataset, args.data = "data:" + absolute(args.data), None  # data= is for objects
     result = run(**_keywords(args, run))
     print(result.report())
 

@@ -18,7 +18,8 @@ import numpy as np
 from search import UsageError, checks
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
-DATASETS = ("digits", "synthetic", *KERAS_DATASETS, "npz:PATH")
+DATASETS = ("digits", "synthetic", *KERAS_DATASETS, "npz:PATH", "images:DIR", "data:REF")
+REFERENCE = "data:"  # data:module:function or data:file.py:function (--data)
 
 
 class DatasetUnavailable(RuntimeError):
@@ -55,27 +56,72 @@ class Dataset:
     def is_image(self):
         return self.x_train.ndim == 4
 
+    has_test = True  # every array data set has a held-out test split (given or cut off)
+    default_loss = None  # labels are class indices (one-hot rows are made indices)
+
+    def fit_kwargs(self, batch_size):
+        """What `model.fit` takes as its training data."""
+        return {"x": self.x_train, "y": self.y_train, "batch_size": batch_size}
+
+    def validation_data(self):
+        return self.x_val, self.y_val
+
+    def evaluate_kwargs(self, split, batch_size):
+        """What `model.evaluate` takes for `split` ("val" or "test")."""
+        return {"x": getattr(self, f"x_{split}"), "y": getattr(self, f"y_{split}"),
+                "batch_size": batch_size}
+
+    def steps_per_epoch(self, batch_size):
+        return -(-len(self.x_train) // batch_size)
+
+    def probe(self):
+        """The validation inputs the dead-neuron monitor draws its probe from."""
+        return self.x_val
+
+    def sample(self, count=2):
+        """(inputs, labels) of the first `count` validation samples."""
+        return self.x_val[:count], self.y_val[:count]
+
 
 def slug(spec):
-    """A short name for a dataset spec, usable as a study name: `npz:a/b.npz` -> `npz-b`."""
-    if spec.startswith("arrays-"):
-        return "arrays"
-    return f"npz-{pathlib.Path(spec[4:]).stem}" if spec.startswith("npz:") else spec
+    """A short name for a dataset spec, usable as a study name: `npz:a/b.npz` -> `npz-b`,
+    `images:a/flowers` -> `images-flowers`, `data:my_data.py:load` -> `data-load`."""
+    if spec.startswith(("arrays-", "pipeline-")):
+        return spec.partition("-")[0]
+    if spec.startswith("npz:"):
+        return f"npz-{pathlib.Path(spec[4:]).stem}"
+    if spec.startswith("images:"):
+        return f"images-{pathlib.Path(spec[7:]).name or 'images'}"
+    if spec.startswith(REFERENCE):
+        return f"data-{spec.rpartition(':')[2]}"
+    return spec
 
 
 def check_spec(spec):
-    """Raise UsageError unless `spec` names a known dataset (npz files are checked on load)."""
-    if spec.startswith("npz:") and spec[4:]:
+    """Raise UsageError unless `spec` names a known dataset (files are checked on load)."""
+    if spec.startswith(("npz:", "images:", REFERENCE)) and spec.partition(":")[2]:
         return
     if spec not in DATASETS:
         raise UsageError(f"unknown dataset {spec!r}; valid: {', '.join(DATASETS)}")
 
 
 def load(spec, seed=0, samples=2000, features=20, classes=4, val_fraction=0.2,
-         targets=False):
+         targets=False, batch_size=64, image_size=None, steps_per_epoch=None,
+         num_classes=None):
     """The `Dataset` for `spec` (see DATASETS); synthetic data is sized by the arguments.
-    `targets=True` keeps an npz file's labels as they are (a model's own loss)."""
+    `targets=True` keeps an npz file's labels as they are (a model's own loss). An image
+    folder and a `data:` function's pipelines give a `search.streams.StreamData` (batches
+    of `batch_size` images of `image_size`; see there for the other arguments)."""
     check_spec(spec)
+    if spec.startswith("images:"):
+        from search.images import load_images
+
+        return load_images(spec, seed, batch_size, image_size)
+    if spec.startswith(REFERENCE):
+        from search.streams import load_reference
+
+        return load_reference(spec[len(REFERENCE):], seed, targets, steps_per_epoch,
+                              num_classes)
     if spec == "digits":
         from sklearn.datasets import load_digits
 

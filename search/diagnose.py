@@ -8,34 +8,11 @@ and, given a tracking URI, logs all of it as an MLflow run.
 
 import json
 import pathlib
-import zipfile
 
 from search import UsageError
 
 SPLITS = ("train", "val", "test")
 EXPERIMENT = "inspect"
-
-
-def load_saved_model(path):
-    """The Keras model in `path`; UsageError for a missing file or one that is not a
-    Keras model (its first line says why)."""
-    import keras
-
-    import keras_relu  # noqa: F401  (registers the layers a swapped model holds)
-
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise UsageError(f"no model file {path}")
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise UsageError(f"{path} is not a Keras model file (not a .keras archive)")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UsageError(f"{path} is not a Keras model Keras can load: {first}") from None
-    if not isinstance(model, keras.Model):
-        raise UsageError(f"{path} holds a {type(model).__name__}, not a keras.Model")
-    return model
 
 
 def probe_samples(data, split, samples, seed):
@@ -92,11 +69,12 @@ def run_inspect(model, dataset="digits", split="train", samples=2048, seed=0, wo
     """Measure the saved `model` on `dataset`; print, write and (with `tracking_uri`) log
     the figures. Returns the `keras_relu.stats.NeuronStats`."""
     from search import data as datasets
+    from search.finished import read_keras_file
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     datasets.check_spec(dataset)
-    loaded = load_saved_model(model)
+    loaded = read_keras_file(model)
     x = probe_samples(datasets.load(dataset, seed), split, samples, seed)
     check_fits(loaded, x, model)
     import keras_relu

@@ -1,108 +1,134 @@
-"""The user's model builder: found from a reference, named for workers, checked at start-up.
+"""The user's model: found from a reference, named for workers, checked at start-up.
 
-A reference is `package.module:function` or `path/to/file.py:function`. A worker, maybe
-on another machine, imports the builder from the reference stored with the study. The
-builder is called once on the data's shape before any study or run exists, so a builder
-that cannot work is one line and exit status 2, not a failed search.
+`model=` (`--model`) takes a builder `build(cures, input_shape, num_classes)` (see
+`search.builders`), a plain factory `make(input_shape, num_classes)` that knows nothing
+of cures, a `.keras` file, or (from Python) a `keras.Model` object; the last three become
+a `search.finished.FinishedModel`. A function is told apart by its signature: a first
+parameter named `cures`, or three parameters, make a builder; two make a factory.
+A reference is `package.module:function`, `path/to/file.py:function` or `path.keras`. A
+worker, maybe on another machine, loads the model from the reference stored with the
+study. The model is built once on the data's shape before any study or run exists, so a
+model that cannot work is one line and exit status 2, not a failed search.
 """
 
 import hashlib
-import importlib
-import importlib.util
 import pathlib
 import sys
 import warnings
 
 from search import UsageError
+from search.references import absolute, load_function, of_function
 
-_FILE_MODULES = "keras_relu_user_model_"  # prefix of modules loaded from a file path
 
+def load_builder(model=None, reinitialize=False):
+    """The builder for `model` (see the module docstring; None: the built-in): a builder
+    as it is, anything else as a `FinishedModel`."""
+    from search.finished import FACTORY, INSTANCE, SAVED, FinishedModel, load_keras_file
 
-def load_builder(model=None):
-    """The builder for `model`: a callable, a reference string, or None (the built-in)."""
     if model is None:
         from search.builders import build_default
 
         return build_default
-    if callable(model):
-        return model
-    if not isinstance(model, str) or ":" not in model:
-        raise UsageError(f"--model expects MODULE:FUNCTION or FILE.py:FUNCTION, got {model!r}")
-    where, _, name = model.rpartition(":")
-    module = _import_file(where) if where.endswith(".py") else _import_module(where)
-    build = getattr(module, name, None)
-    if build is None or not callable(build):
-        raise UsageError(f"--model: {where} has no function {name!r}")
-    return build
+    if _is_keras_model(model):
+        return FinishedModel(lambda *_: model, INSTANCE, reinitialize, model.name)
+    if isinstance(model, str) and model.endswith(".keras"):
+        return FinishedModel(load_keras_file(model), SAVED, reinitialize)
+    if isinstance(model, str) and ":" in model:
+        model = load_function(model, "--model")
+    if not callable(model):
+        raise UsageError(f"--model expects MODULE:FUNCTION, FILE.py:FUNCTION or FILE.keras "
+                         f"(model=: also a function or a keras.Model), got {model!r}")
+    return model if _is_builder(model) else FinishedModel(model, FACTORY)
 
 
-def _import_module(name):
+def _is_keras_model(value):
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(value, keras.Model)
+
+
+def _is_builder(function):
+    """A builder takes (cures, input_shape, num_classes); a factory (input_shape,
+    num_classes). UsageError for any other signature."""
+    import inspect
+
     try:
-        return importlib.import_module(name)
-    except Exception as err:  # ModuleNotFoundError, or the module's own error
-        raise UsageError(f"--model: cannot import {name}: {type(err).__name__}: {err}") from None
+        params = [p for p in inspect.signature(function).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return True  # no signature to read (a builtin): called as a builder
+    required = [p for p in params if p.default is p.empty]
+    if params and params[0].name == "cures" or len(required) == 3:
+        return True
+    if len(required) == 2 or (len(required) < 2 <= len(params)):
+        return False
+    raise UsageError(f"model=: {getattr(function, '__qualname__', function)} takes "
+                     f"({', '.join(p.name for p in params)}); a builder takes (cures, "
+                     "input_shape, num_classes), a factory (input_shape, num_classes)")
 
 
-def _import_file(path):
-    path = pathlib.Path(path).resolve()
-    if not path.is_file():
-        raise UsageError(f"--model: no file {path}")
-    name = _FILE_MODULES + hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before running it: a Keras class in it may look itself up
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        del sys.modules[name]
-        raise UsageError(f"--model: cannot import {path}: {type(err).__name__}: {err}") from None
-    return module
-
-
-def reference(model):
-    """The string a worker imports the builder from (None: the built-in); a file path is
-    made absolute. UsageError for a function no other process can import."""
+def reference(model, folder="mlruns/models"):
+    """The string a worker loads the model from (None: the built-in); a file path is made
+    absolute, a model object saved as a `.keras` file under `folder`. UsageError for a
+    function no other process can import."""
     if model is None:
         return None
+    if _is_keras_model(model):
+        return str(save_instance(model, folder))
     if isinstance(model, str):
-        where, _, name = model.rpartition(":")
-        return f"{pathlib.Path(where).resolve()}:{name}" if where.endswith(".py") else model
-    module = sys.modules.get(getattr(model, "__module__", None))
-    qualname = getattr(model, "__qualname__", "")
-    if module is not None and module.__name__.startswith(_FILE_MODULES):
-        return f"{module.__file__}:{qualname}"
-    if module is None or module.__name__ == "__main__" or "<" in qualname:
-        raise UsageError("model=: workers import the builder in another process; give a "
-                         "function defined in an importable module or file, or its reference "
-                         "'module:function' / 'file.py:function'")
-    return f"{module.__name__}:{qualname}"
+        return str(pathlib.Path(model).resolve()) if model.endswith(".keras") else absolute(model)
+    return of_function(model, "model=")
+
+
+def save_instance(model, folder):
+    """`<folder>/<name>-<fingerprint>.keras`, written once, for workers in other processes."""
+    digest = hashlib.sha1(model.to_json().encode())
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    path = pathlib.Path(folder).resolve() / f"{model.name}-{digest.hexdigest()[:12]}.keras"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return path
 
 
 def check_builder(build, config, data, loss=None, metrics=None, metric="val_accuracy"):
     """Build once with `config` on `data`'s shape and fit nothing: the builder must return
     an uncompiled `keras.Model` that takes the inputs; `metric` must be one it logs.
-    Warns when the builder never asks `cures` for an activation."""
+    Warns when the activation dimension can change nothing."""
     import keras
 
     from search.builders import Cures
-    from search.optimizers import compile_model
+    from search.finished import FinishedModel
 
-    cures = Cures(config)
+    cures, finished = Cures(config), isinstance(build, FinishedModel)
     try:
         model = build(cures, data.input_shape, data.num_classes)
+    except UsageError:
+        raise
     except Exception as err:
         raise UsageError(f"the model builder raised {type(err).__name__}: {err}") from None
     if not isinstance(model, keras.Model):
         raise UsageError(f"the model builder returned {type(model).__name__}, not a keras.Model")
-    if model.compiled:
+    if model.compiled and not finished:
         raise UsageError("the model builder returned a compiled model; return it uncompiled: "
                          "each trial compiles it with its own optimizer")
+    _check_takes_data(model, config, data, loss, metrics, metric)
+    if not cures.activations_made:
+        why = (f"the {build.kind}'s model has no plain ReLU to swap" if finished else
+               "the model builder never calls cures.activation() (or cures.dense / "
+               "cures.conv2d)")
+        warnings.warn(f"{why}: the activation dimension changes nothing", stacklevel=2)
+    keras.utils.clear_session()
+
+
+def _check_takes_data(model, config, data, loss, metrics, metric):
+    from search.optimizers import compile_model
+
+    x, y = data.sample(2)
     try:
-        model(data.x_train[:2])
+        model(x)
         compile_model(model, config, 1, 1, loss, metrics)
-        logged = model.evaluate(data.x_val[:2], data.y_val[:2], verbose=0, return_dict=True)
+        logged = model.evaluate(x, y, verbose=0, return_dict=True)
     except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0]
         raise UsageError(f"the model does not take the data (inputs {tuple(data.input_shape)}, "
@@ -111,7 +137,3 @@ def check_builder(build, config, data, loss=None, metrics=None, metric="val_accu
              "zero_fraction"}
     if metric not in valid:
         raise UsageError(f"--metric {metric}: the model logs {', '.join(sorted(valid))}")
-    if not cures.activations_made:
-        warnings.warn("the model builder never calls cures.activation() (or cures.dense / "
-                      "cures.conv2d): the activation dimension changes nothing", stacklevel=2)
-    keras.utils.clear_session()

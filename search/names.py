@@ -11,6 +11,7 @@ SAMPLERS = ("tpe", "random", "gp")  # optuna
 DIRECTIONS = ("maximize", "minimize")
 OBJECTIVES = ("accuracy", "pareto")
 BACKENDS = ("tensorflow", "jax", "torch")
-DATASETS_HELP = "digits (default, bundled), synthetic, mnist, fashion_mnist, cifar10 or npz:PATH"
+DATASETS_HELP = ("digits (default, bundled), synthetic, mnist, fashion_mnist, cifar10, "
+                 "npz:PATH or images:DIR (class sub-folders)")
 DEFAULT_STORAGE = "mlruns/optuna.journal"  # optuna, relative to the working directory
 STORAGE_ENV = "KERAS_RELU_STORAGE"  # keeps a storage password off the command line

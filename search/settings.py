@@ -23,8 +23,14 @@ class SearchSettings:
         dataset: `digits`, `synthetic`, `mnist`, `fashion_mnist`, `cifar10`, `npz:PATH`,
             or the name given to in-memory arrays.
         samples, features, classes: the size of the `synthetic` data set.
-        model: the model builder's reference, `module:function` or `file.py:function`
-            (see `search.builders`); None: the built-in MLP / CNN.
+        model: the model's reference, `module:function`, `file.py:function` (a builder
+            or a factory, see `search.models`) or `file.keras`; None: the built-in.
+        reinitialize: a `.keras` file's trials start from fresh weights (the trial's
+            initializer), not from the file's.
+        steps_per_epoch, num_classes: for pipelines, what cannot be read off their first
+            batches (an infinite tf.data pipeline's epoch; classes the first batches lack).
+        image_size: `images:DIR`: (height, width) images are resized to (default: the
+            first image's size).
         engine: `optuna` or `kerastuner`; `tuner` (kerastuner: random, bayesian,
             hyperband), `pruner` (optuna: median, hyperband, none) and `sampler` (optuna:
             tpe, random, gp) choose within it.
@@ -83,14 +89,25 @@ class SearchSettings:
     backend: str | None = None
     mixed_precision: bool = False
     overwrite: bool = False
+    reinitialize: bool = False
+    steps_per_epoch: int | None = None
+    num_classes: int | None = None
+    image_size: tuple | None = None
 
     def check(self):
         """Raise `UsageError` for a value out of range or an option of the other engine."""
         for name, kind in (("trials", int), ("epochs", int), ("batch_size", int),
                            ("samples", int), ("features", int), ("classes", int),
-                           ("workers", int), ("timeout", float), ("trials_per_process", int)):
+                           ("workers", int), ("timeout", float), ("trials_per_process", int),
+                           ("steps_per_epoch", int), ("num_classes", int)):
             _positive(name, getattr(self, name), kind,
-                      optional=name in ("workers", "timeout", "trials_per_process"))
+                      optional=name in ("workers", "timeout", "trials_per_process",
+                                        "steps_per_epoch", "num_classes"))
+        if self.image_size is not None:
+            size = tuple(self.image_size)
+            if len(size) != 2 or not all(isinstance(d, int) and d > 0 for d in size):
+                raise UsageError(f"image_size must be (height, width), got {self.image_size!r}")
+            self.image_size = size
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UsageError(f"seed must be an integer, got {self.seed!r}")
         for name, valid in (("engine", ENGINES), ("objective", OBJECTIVES),
@@ -155,6 +172,13 @@ class SearchSettings:
         if self.direction:
             return self.direction
         return "minimize" if any(w in self.metric for w in _MINIMIZED) else "maximize"
+
+    def data_options(self):
+        """The keyword arguments `search.data.load` takes for this search's data."""
+        return {"seed": self.seed, "samples": self.samples, "features": self.features,
+                "classes": self.classes, "targets": self.loss is not None,
+                "batch_size": self.batch_size, "image_size": self.image_size,
+                "steps_per_epoch": self.steps_per_epoch, "num_classes": self.num_classes}
 
     def trial_settings(self):
         """What the trial runner needs of these settings."""

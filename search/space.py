@@ -201,6 +201,23 @@ class Space:
                 return False
         return set(config) == set(seen)
 
+    def without(self, names, assumed=None):
+        """The space without the dimensions `names`; a dimension that depends on one of
+        them is kept unconditionally where `assumed[name]` meets its condition, else
+        dropped too."""
+        assumed, kept = assumed or {}, []
+        gone = set(names)
+        for dim in self.dims:
+            if dim.name in gone:
+                continue
+            if dim.when is not None and dim.when[0] in gone:
+                if assumed.get(dim.when[0]) not in dim.when[1]:
+                    gone.add(dim.name)
+                    continue
+                dim = dataclasses.replace(dim, when=None)
+            kept.append(dim)
+        return Space(tuple(kept), self.overridden - gone)
+
     def fixed(self, config):
         """The space in which each dimension of `config` is fixed to its value."""
         return self.with_overrides({k: {"value": v} for k, v in config.items()}, "config")

@@ -243,6 +243,14 @@ class ChildRun:
     def log_epoch(self, epoch, logs):
         self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=logs, step=epoch))
 
+    def log(self, metrics=None, tags=None):
+        """Metrics (at step 0) and tags, in the background."""
+        self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=metrics, tags=tags))
+
+    def log_dict(self, data, name):
+        """A JSON artifact `name`, in the background."""
+        self.tracker.submit(lambda: self.tracker.client.log_dict(self.run_id, data, name))
+
     def log_plots(self, monitor, redo=None):
         """Queue the trial's pictures: the dead fraction per layer over epochs
         (`HISTORY_PLOT`) and every unit's tau-dormant score over the checks (`UNIT_PLOT`),

@@ -113,12 +113,12 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     keras.utils.set_random_seed(settings.seed + number)
     state, reason, model, uri, watchers = "complete", "", None, None, ()
     try:
-        model, watchers = _fit(config, data, settings, build, recorder, callbacks)
+        model, watchers = _fit(Cures(config), data, settings, build, recorder, callbacks, run)
         value = _last(recorder.history, settings.metric)
         if watchers[0].stopped_reason:
             state, reason = "pruned", watchers[0].stopped_reason
         elif run and keep_model and value is not None and keep_model(value):
-            uri = run.log_model(model, data.x_val[:2])
+            uri = run.log_model(model, data.sample(2)[0])
     except NonFiniteLoss as err:
         state, reason = "failed", str(err)
     except pruned_errors as err:
@@ -144,20 +144,37 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
                        run.run_id if run else None, uri)
 
 
-def _fit(config, data, settings, build, recorder, callbacks):
+def _log_starting_point(run, model, cures, build, data, batch_size):
+    """A finished model's swap report, and for one that starts from its own weights its
+    validation scores before any training (`initial_val_<metric>`)."""
+    report = getattr(cures, "swap_report", None)
+    if report is not None:
+        run.log_dict(report.to_dict(), "swap_report.json")
+        run.log(tags={"swap_replaced": len(report.replaced), "swap_skipped": len(report.skipped)})
+    if getattr(build, "pretrained", False):
+        scores = model.evaluate(**data.evaluate_kwargs("val", batch_size), verbose=0,
+                                return_dict=True)
+        run.log(metrics={f"initial_val_{k}": v for k, v in scores.items()})
+
+
+def _fit(cures, data, settings, build, recorder, callbacks, run=None):
     """(the fitted model, (its monitor, its ReDo or None)); the monitor measures before
     ReDo recycles, and `recorder` and then `callbacks` see both one's keys."""
-    model = build(Cures(config), data.input_shape, data.num_classes)
-    steps = math.ceil(len(data.x_train) / settings.batch_size)
-    compile_model(model, config, steps, settings.epochs, settings.loss, settings.metrics)
-    probe = {"probe": data.x_val, "tau": settings.tau, "max_samples": settings.probe_size,
+    config = cures.config
+    model = build(cures, data.input_shape, data.num_classes)
+    steps = data.steps_per_epoch(settings.batch_size)
+    compile_model(model, config, steps, settings.epochs, settings.loss or data.default_loss,
+                  settings.metrics)
+    if run:
+        _log_starting_point(run, model, cures, build, data, settings.batch_size)
+    probe = {"probe": data.probe(), "tau": settings.tau, "max_samples": settings.probe_size,
              "seed": settings.seed, "per_layer": True}
     monitor = keras_relu.DeadNeuronMonitor(every=1, stop_above=settings.stop_dead_above,
                                            **probe)
     redo = (keras_relu.ReDo(every=int(config.get("recycle_every", 1)), **probe)
             if config.get("recycle") == "redo" else None)
-    model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-              epochs=settings.epochs, batch_size=settings.batch_size, verbose=0,
+    model.fit(**data.fit_kwargs(settings.batch_size), validation_data=data.validation_data(),
+              epochs=settings.epochs, verbose=0,
               callbacks=[_LearningRate(), monitor, *([redo] if redo else []), recorder,
                          _StopOnNonFiniteLoss(), *callbacks])
     return model, (monitor, redo)

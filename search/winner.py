@@ -50,14 +50,14 @@ def conclude(tracker, best, data, batch_size, loss=None, metrics=None):
 
     uri = best.model_uri or tracker.child_tag(best.number, "model_uri")
     scores = {}
-    if uri:
+    if uri and data.has_test:
         mlflow.set_tracking_uri(mlflow_uri(tracker.uri))
         model = mlflow.keras.load_model(uri)
         if not model.compiled:
             from search.optimizers import compile_model
 
             compile_model(model, best.config, 1, 1, loss, metrics)
-        scores = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0,
+        scores = model.evaluate(**data.evaluate_kwargs("test", batch_size), verbose=0,
                                 return_dict=True)
         del model
     text = yaml.safe_dump(dict(best.config), sort_keys=False)

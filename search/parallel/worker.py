@@ -65,9 +65,8 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
     from search.tracking import Tracker, resolve_tracking_uri
 
     settings = SearchSettings.from_dict(job["settings"])
-    build = load_builder(settings.model)
-    data = datasets.load(settings.dataset, settings.seed, settings.samples, settings.features,
-                         settings.classes, targets=settings.loss is not None)
+    build = load_builder(settings.model, settings.reinitialize)
+    data = datasets.load(settings.dataset, **settings.data_options())
     uri = resolve_tracking_uri(tracking_uri or settings.tracking_uri)
     stores.check_tracking_store(uri)  # one line in seconds, not MLflow's minutes of retries
     tracker = Tracker(uri, study_name)
