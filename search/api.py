@@ -148,8 +148,10 @@ class _Search:
 
     def __init__(self, settings, model, space, fix, choices, arrays):
         from search import data as datasets
+        from search.finished import applicable
         from search.models import check_builder, load_builder, reference
-        from search.streams import from_sources, is_pipeline
+        from search.space import resolve_space
+        from search.sources import from_sources, is_pipeline, load
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
@@ -157,8 +159,8 @@ class _Search:
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
         self.build = load_builder(model, settings.reinitialize)
-        self.space = _applicable(_resolve_space(space, fix, choices, model_dims=model is None),
-                                 self.build, settings.reinitialize)
+        self.space = applicable(resolve_space(space, fix, choices, model_dims=model is None),
+                                self.build, settings.reinitialize)
         streamed = any(is_pipeline(a) for a in arrays)
         if streamed and settings.worker_count > 1:
             raise UsageError("--workers: each worker loads the data in its own process; give "
@@ -177,7 +179,7 @@ class _Search:
                                      num_classes=settings.num_classes)
             settings.dataset = self.data.name
         else:
-            self.data = datasets.load(settings.dataset, **settings.data_options())
+            self.data = load(settings.dataset, **settings.data_options())
         check_builder(self.build, self.space.example(), self.data, settings.loss,
                       settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
@@ -288,38 +290,3 @@ class _Search:
                             str(config_path) if config_path else None, self.study_name,
                             s.engine, s.objective, s.metric, self.where, tracker.uri,
                             tracker.parent_id, len(engine.finished_trials(study)), columns)
-
-
-def _applicable(space, build, reinitialize):
-    """`space` without what the model cannot take (a finished model: the builder's
-    dimensions), said in one warning."""
-    from search.finished import OFF, not_applicable
-
-    kind = getattr(build, "kind", None)
-    dropped = [name for name in not_applicable(kind, reinitialize) if name in space.names]
-    if not dropped:
-        return space
-    why = "only a builder applies them"
-    if "initializer" in dropped:
-        why += "; the initializer re-initialises the model with reinitialize=True"
-    warnings.warn(f"a {kind} model takes the cures that fit a finished model; not searched: "
-                  f"{', '.join(dropped)} ({why})", stacklevel=4)
-    return space.without(dropped, OFF)
-
-
-def _resolve_space(space, fix, choices, model_dims=True):
-    """A `Space` from a Space, a file path or a mapping (None: the default), then fix and
-    choices applied."""
-    from search.dims import load_space_file
-    from search.space import Space, default_space
-
-    if space is None:
-        resolved = default_space(model_dims)
-    elif isinstance(space, Space):
-        resolved = space
-    elif isinstance(space, dict):
-        resolved = default_space(model_dims).with_overrides(space, "space")
-    else:
-        resolved = default_space(model_dims).with_overrides(load_space_file(space),
-                                                            f"space file {space}")
-    return resolved.with_cli(fix, choices)

@@ -81,22 +81,7 @@ def _add_search_parser(commands):
     run.add_argument("--timeout", type=_positive(float), help="stop starting trials after SECONDS")
     run.add_argument("--epochs", type=_positive(int), default=5, help="epochs per trial (default 5)")
     run.add_argument("--batch-size", type=_positive(int), default=64)
-    run.add_argument("--dataset", default="digits", help=DATASETS_HELP)
-    run.add_argument("--data", metavar="REF",
-                     help="MODULE:FUNCTION or FILE.py:FUNCTION returning (train, validation"
-                          "[, test]): pipelines (tf.data, PyDataset, DataLoader) or (x, y) arrays")
-    run.add_argument("--image-size", type=_size, metavar="H[,W]",
-                     help="images:DIR: resize to this (default: the first image's size)")
-    run.add_argument("--steps-per-epoch", type=_positive(int), metavar="N",
-                     help="pipelines whose length is unknown: batches per epoch")
-    run.add_argument("--num-classes", type=_positive(int), metavar="N",
-                     help="pipelines: classes (default: read off the first batches)")
-    run.add_argument("--model", metavar="REF",
-                     help="your model: a builder or factory MODULE:FUNCTION or FILE.py:FUNCTION, "
-                          "or FILE.keras (default: the built-in MLP / CNN)")
-    run.add_argument("--reinitialize", action="store_true",
-                     help="a .keras model's trials start from fresh weights (the trial's "
-                          "initializer), not from the file's")
+    _add_data_options(run)
     run.add_argument("--metric", default="val_accuracy",
                      help="the objective, a key the model logs (default val_accuracy)")
     run.add_argument("--direction", choices=DIRECTIONS,
@@ -136,6 +121,26 @@ def _add_search_parser(commands):
     run.add_argument("--trials-per-process", type=_positive(int), metavar="N",
                      help="optuna: a fresh worker process every N trials (default: 25 on "
                           "TensorFlow, whose memory grows with every fit; else no limit)")
+
+
+def _add_data_options(run):
+    """The model and data options of `search`: as users have them."""
+    run.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    run.add_argument("--data", metavar="REF",
+                     help="MODULE:FUNCTION or FILE.py:FUNCTION returning (train, validation"
+                          "[, test]): pipelines (tf.data, PyDataset, DataLoader) or (x, y) arrays")
+    run.add_argument("--image-size", type=_size, metavar="H[,W]",
+                     help="images:DIR: resize to this (default: the first image's size)")
+    run.add_argument("--steps-per-epoch", type=_positive(int), metavar="N",
+                     help="pipelines whose length is unknown: batches per epoch")
+    run.add_argument("--num-classes", type=_positive(int), metavar="N",
+                     help="pipelines: classes (default: read off the first batches)")
+    run.add_argument("--model", metavar="REF",
+                     help="your model: a builder or factory MODULE:FUNCTION or FILE.py:FUNCTION, "
+                          "or FILE.keras (default: the built-in MLP / CNN)")
+    run.add_argument("--reinitialize", action="store_true",
+                     help="a .keras model's trials start from fresh weights (the trial's "
+                          "initializer), not from the file's")
 
 
 def _add_worker_parser(commands):

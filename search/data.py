@@ -106,22 +106,13 @@ def check_spec(spec):
 
 
 def load(spec, seed=0, samples=2000, features=20, classes=4, val_fraction=0.2,
-         targets=False, batch_size=64, image_size=None, steps_per_epoch=None,
-         num_classes=None):
-    """The `Dataset` for `spec` (see DATASETS); synthetic data is sized by the arguments.
-    `targets=True` keeps an npz file's labels as they are (a model's own loss). An image
-    folder and a `data:` function's pipelines give a `search.streams.StreamData` (batches
-    of `batch_size` images of `image_size`; see there for the other arguments)."""
+         targets=False):
+    """The `Dataset` for an array spec (see DATASETS; `search.sources.load` takes every
+    spec); synthetic data is sized by the arguments. `targets=True` keeps an npz file's
+    labels as they are (a model's own loss)."""
     check_spec(spec)
-    if spec.startswith("images:"):
-        from search.images import load_images
-
-        return load_images(spec, seed, batch_size, image_size)
-    if spec.startswith(REFERENCE):
-        from search.streams import load_reference
-
-        return load_reference(spec[len(REFERENCE):], seed, targets, steps_per_epoch,
-                              num_classes)
+    if spec.startswith(("images:", REFERENCE)):
+        raise UsageError(f"{spec}: streamed, not arrays; load it with search.sources.load")
     if spec == "digits":
         from sklearn.datasets import load_digits
 

@@ -16,9 +16,13 @@ EXPERIMENT = "inspect"
 
 
 def probe_samples(data, split, samples, seed):
-    """At most `samples` inputs of `split`, drawn once with `seed` (all if fewer)."""
+    """At most `samples` inputs of `split`: of arrays drawn once with `seed` (all if
+    fewer), of a pipeline its first."""
     from keras_relu.neurons import draw_probe
+    from search.streams import batches
 
+    if hasattr(data, "open"):  # a pipeline: never read whole
+        return batches(data.open(split), samples)[0]
     return draw_probe(getattr(data, f"x_{split}"), max_samples=samples, seed=seed)
 
 
@@ -69,13 +73,14 @@ def run_inspect(model, dataset="digits", split="train", samples=2048, seed=0, wo
     """Measure the saved `model` on `dataset`; print, write and (with `tracking_uri`) log
     the figures. Returns the `keras_relu.stats.NeuronStats`."""
     from search import data as datasets
+    from search import sources
     from search.finished import read_keras_file
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     datasets.check_spec(dataset)
     loaded = read_keras_file(model)
-    x = probe_samples(datasets.load(dataset, seed), split, samples, seed)
+    x = probe_samples(sources.load(dataset, seed=seed), split, samples, seed)
     check_fits(loaded, x, model)
     import keras_relu
 

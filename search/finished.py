@@ -92,6 +92,23 @@ def read_keras_file(path, prefix=""):
     return model
 
 
+def applicable(space, build, reinitialize):
+    """`space` without what the model cannot take (a finished model: the builder's
+    dimensions), said in one warning."""
+    import warnings
+
+    kind = getattr(build, "kind", None)
+    dropped = [name for name in not_applicable(kind, reinitialize) if name in space.names]
+    if not dropped:
+        return space
+    why = "only a builder applies them"
+    if "initializer" in dropped:
+        why += "; the initializer re-initialises the model with reinitialize=True"
+    warnings.warn(f"a {kind} model takes the cures that fit a finished model; not searched: "
+                  f"{', '.join(dropped)} ({why})", stacklevel=5)
+    return space.without(dropped, OFF)
+
+
 def load_keras_file(path):
     """`make` for a `.keras` file: checked now, loaded afresh for every trial."""
     import pathlib

@@ -125,6 +125,7 @@ class StreamData:
         self.input_shape = x.shape[1:]
         self._probe = x_val[:probe_size]
         self._sample = (x_val[:2], y_val[:2])
+        self.first = (x[:64], y[:64], x_val[:64], y_val[:64])  # what identifies the data
         self.num_classes = num_classes or _classes(y, y_val, targets)
         one_hot = not targets and y.ndim == 2 and y.shape[1] > 1
         self.default_loss = "categorical_crossentropy" if one_hot else None
@@ -171,44 +172,3 @@ def _classes(y, y_val, targets):
     if y.ndim == 2 and y.shape[1] > 1:
         return int(y.shape[1])
     return int(max(y.max(), y_val.max())) + 1
-
-
-def from_sources(data, validation_data=None, test_data=None, name=None, seed=0,
-                 targets=False, steps_per_epoch=None, num_classes=None):
-    """A `StreamData` when any split is a pipeline (or a function returning one), else the
-    arrays' `search.data.Dataset`. Arrays and pipelines are not mixed."""
-    from search import data as datasets
-
-    splits = (data, validation_data, test_data)
-    if not any(is_pipeline(s) for s in splits):
-        return datasets.from_arrays(data, validation_data, test_data, seed=seed,
-                                    targets=targets)
-    mixed = [what for what, s in zip(("data", "validation_data", "test_data"), splits)
-             if s is not None and not is_pipeline(s)]
-    if mixed:
-        raise UsageError(f"{', '.join(mixed)}: arrays next to pipelines; give every split as "
-                         "a pipeline (or every split as arrays)")
-    stream = StreamData(name or "pipeline", *splits, steps_per_epoch=steps_per_epoch,
-                        num_classes=num_classes, targets=targets)
-    if name is None:
-        stream.name = f"pipeline-{datasets.fingerprint(*stream.sample(64))}"
-    return stream
-
-
-def load_reference(ref, seed=0, targets=False, steps_per_epoch=None, num_classes=None):
-    """The data a `--data module:function` (or `file.py:function`) returns:
-    `(train, validation[, test])`, each a pipeline, a function returning one, or arrays
-    `(x, y)`."""
-    from search.references import load_function
-
-    function = load_function(ref, "--data")
-    try:
-        splits = function()
-    except Exception as err:
-        raise UsageError(f"--data {ref}: the function raised {type(err).__name__}: "
-                         f"{err}") from None
-    if not isinstance(splits, (tuple, list)) or len(splits) not in (2, 3):
-        raise UsageError(f"--data {ref}: the function must return (train, validation) or "
-                         f"(train, validation, test); it returned {type(splits).__name__}")
-    return from_sources(*splits, name=f"data:{ref}", seed=seed, targets=targets,
-                        steps_per_epoch=steps_per_epoch, num_classes=num_classes)

@@ -58,7 +58,7 @@ def _storage_url(engine, storage):
 def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent, wid):
     import keras
 
-    from search import data as datasets
+    from search import sources
     from search.models import load_builder
     from search.settings import SearchSettings
     from search.space import Space
@@ -66,7 +66,7 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
 
     settings = SearchSettings.from_dict(job["settings"])
     build = load_builder(settings.model, settings.reinitialize)
-    data = datasets.load(settings.dataset, **settings.data_options())
+    data = sources.load(settings.dataset, **settings.data_options())
     uri = resolve_tracking_uri(tracking_uri or settings.tracking_uri)
     stores.check_tracking_store(uri)  # one line in seconds, not MLflow's minutes of retries
     tracker = Tracker(uri, study_name)
