@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from gpu_wheels import WHEEL_LIST, canonical, read_list  # noqa: E402
+from gpu_wheels import canonical, read_list  # noqa: E402
 
 BACKENDS = ("torch", "jax")
 STEPS = ("env", "sugar_tests", "sugar_device", "bench_sugar", "monitor", "search_mixed",
@@ -112,7 +112,7 @@ def masked_modules(allowed):
         for path in dist.files or ():
             parts = path.parts
             top = parts[0].split(".")[0] if parts else ""
-            if top not in tops:
+            if top not in tops or (top in shared and len(parts) < 2):
                 continue
             if top in shared:  # a namespace package: its sub-packages and modules
                 if len(parts) == 2 and (not parts[1].endswith((".py", ".so"))
@@ -159,7 +159,7 @@ class Report:
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
         tail = []
-        reader = threading.Thread(target=self._read, args=(proc.stdout, tail))
+        reader = threading.Thread(target=self._read, args=(proc.stdout, tail), daemon=True)
         reader.start()
         try:
             code = proc.wait(limit)
@@ -167,7 +167,7 @@ class Report:
         except subprocess.TimeoutExpired:
             _stop(proc)
             status = f"STOPPED at its limit of {limit:.0f} s"
-        reader.join()
+        reader.join(30)  # a worker that outlived its step may hold the pipe: not for ever
         self.end(name, status, time.monotonic() - start, tail)
 
     def _read(self, stream, tail):
