@@ -53,6 +53,7 @@ def env_step(args):
     figure(device=device_of(ops.ones((1,))), gpu=gpu, mixed_policy=runtime.mixed_policy())
     if args.expect == "gpu" and not gpu:
         failed.append(f"Keras on {BACKEND} computes on the CPU, not on the GPU")
+    print("\n".join(failed))
     return 1 if failed else 0
 
 
