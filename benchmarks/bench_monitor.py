@@ -1,6 +1,7 @@
 """Overhead of DeadNeuronMonitor, side by side. Prints a small table.
 
     KERAS_BACKEND=jax python benchmarks/bench_monitor.py [--reps 3] [--samples 50000]
+        [--cases a,b,c] [--figures]
 
 (a) one monitor check vs a plain `model.predict` over the same probe set
     (2048 samples, small CNN); target <= 1.2x.
@@ -12,9 +13,12 @@ The variants alternate and the fastest repetition of each is compared: on
 2-core CPUs TensorFlow flips at random between a fast and a 2x slower mode.
 Epoch times are taken from `on_epoch_begin` to after the monitor's
 `on_epoch_end`, so they include the check but not the one before training.
+The models and data live on the backend's default device (a GPU where there is
+one); the table says which. `--figures` also prints each row as `FIGURE {json}`.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -105,30 +109,50 @@ def bench_data(samples):
     return x, y, neurons.draw_probe(x, 2048, seed=0), (dx / 16.0).astype("float32"), dy
 
 
+def measure(cases, reps, samples):
+    """[(case, monitor s, plain s, target)] of the chosen cases ("a", "b", "c")."""
+    x, y, probe, dx, dy = bench_data(samples)
+    rows = []
+    cnn = compile_model(small_cnn())
+    if "a" in cases or "b" in cases:
+        check, plain = bench_check(cnn, probe, reps * 3)
+        rows.append((f"(a) check vs predict, {len(probe)} probe, CNN", check, plain, "<= 1.20x"))
+    if "b" in cases:
+        with_, without = fastest_epochs(cnn, x, y, keras_relu.DeadNeuronMonitor(probe=probe),
+                                        reps, batch_size=128)
+        rows.append((f"(b) epoch, {samples} x 32x32x3, CNN", with_, without, "<= 1.03x"))
+        rows.append(("(b') plain epoch + one check (a)", without + check, without, "<= 1.03x"))
+    if "c" in cases:
+        mlp = compile_model(digits_mlp(), lr=0.01)
+        with_, without = fastest_epochs(mlp, dx, dy, keras_relu.DeadNeuronMonitor(probe=dx),
+                                        reps, batch_size=64)
+        rows.append(("(c) epoch, digits 1797 x 64, MLP", with_, without, "reported"))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--samples", type=int, default=50_000)
+    parser.add_argument("--cases", default="a,b,c", help="of a, b, c (default all)")
+    parser.add_argument("--figures", action="store_true", help="each row also as FIGURE {json}")
     args = parser.parse_args()
-    x, y, probe, dx, dy = bench_data(args.samples)
-
-    rows = []
-    cnn = compile_model(small_cnn())
-    check, plain = bench_check(cnn, probe, args.reps * 3)
-    rows.append(("(a) check vs predict, 2048 probe, CNN", check, plain, "<= 1.20x"))
-    with_, without = fastest_epochs(cnn, x, y, keras_relu.DeadNeuronMonitor(probe=probe),
-                                    args.reps, batch_size=128)
-    rows.append((f"(b) epoch, {args.samples} x 32x32x3, CNN", with_, without, "<= 1.03x"))
-    rows.append(("(b') plain epoch + one check (a)", without + check, without, "<= 1.03x"))
-    mlp = compile_model(digits_mlp(), lr=0.01)
-    with_, without = fastest_epochs(mlp, dx, dy, keras_relu.DeadNeuronMonitor(probe=dx),
-                                    args.reps, batch_size=64)
-    rows.append(("(c) epoch, digits 1797 x 64, MLP", with_, without, "reported"))
-
-    print(f"\nbackend: {keras.backend.backend()}   (fastest of the repetitions, seconds)")
+    cases = set(args.cases.split(","))
+    if not cases <= {"a", "b", "c"} or args.reps < 1 or args.samples < 1:
+        parser.exit(2, "bench_monitor.py: --cases takes a, b, c; --reps and --samples >= 1\n")
+    rows = measure(cases, args.reps, args.samples)
+    device = str(keras.ops.ones(1).device) if keras.backend.backend() == "torch" else \
+        ",".join(str(d) for d in keras.distribution.list_devices()[:1])
+    print(f"\nbackend: {keras.backend.backend()}, device {device}   (fastest of the "
+          "repetitions, seconds)")
     print(f"{'case':44} {'monitor':>9} {'plain':>9} {'ratio':>7}  target")
     for name, a, b, target in rows:
         print(f"{name:44} {a:9.4f} {b:9.4f} {a / b:6.3f}x  {target}")
+        if args.figures:
+            print("FIGURE " + json.dumps({"backend": keras.backend.backend(), "device": device,
+                                          "case": name, "monitor_s": round(a, 5),
+                                          "plain_s": round(b, 5), "ratio": round(a / b, 4),
+                                          "target": target}), flush=True)
 
 
 if __name__ == "__main__":

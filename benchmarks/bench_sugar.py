@@ -1,7 +1,11 @@
 """SugarReLU against plain ReLU on an MLP and a small CNN, side by side.
 
     python benchmarks/bench_sugar.py [--backends tensorflow,jax,torch] [--models mlp,cnn]
-        [--variants relu,relu_again,sugar,sugar_nelu,sugar_gelu] [--device cpu]
+        [--variants relu,relu_again,sugar,sugar_nelu,sugar_gelu] [--device cpu] [--figures]
+
+Models: mlp, cnn and cnn_large (64x64 maps, up to 128 channels: a GPU's size); with
+BENCH_SUGAR_SIZE=tiny in the environment each is a few seconds' toy (gpu_check's smoke).
+`--figures` also prints each row as `FIGURE {json}` (benchmarks/gpu_check.py collects them).
 
 Speed: a process holds every variant of a model (same weights) and interleaves
 them in blocks of a few steps, round after round in rotated order; each variant
@@ -48,11 +52,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_kerastuner_memory import status_mib  # noqa: E402
 from sugar_models import (  # noqa: E402
-    BATCH, CNN_BATCH, CNN_FILTERS, CNN_SAMPLES, CNN_SHAPE, DEPTH, ROOT, SAMPLES, WIDTH,
-    NAMED_VARIANTS, build_model, hold_path, make_data, unknown_variants)
+    MODELS, ROOT, NAMED_VARIANTS, batch_size, build_model, describe, epoch_samples, hold_path,
+    make_data, unknown_variants)
 
 DEFAULT_VARIANTS = ("relu", "relu_again", "sugar", "sugar_nelu", "sugar_gelu")
-STEPS = {"mlp": 8, "cnn": 3}  # steps per timed block
+STEPS = {"mlp": 8, "cnn": 3, "cnn_large": 3}  # steps per timed block
 
 
 def _device_of(model):
@@ -67,7 +71,7 @@ def _device_of(model):
 def speed_worker(arch, variants, rounds, order=0):
     """All variants of one model in this process, built from the `order`-th one on and
     interleaved; one JSON line: fastest ms per training and inference step, and the device."""
-    x, y = make_data(BATCH if arch == "mlp" else CNN_BATCH, arch)
+    x, y = make_data(batch_size(arch), arch)
     from keras_relu import sugar_backends
 
     default_from = dict(sugar_backends.COMPILE_FROM)
@@ -102,7 +106,7 @@ def memory_worker(arch, variant):
     baseline and the second epoch's above its start."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS counter
-    x, y = make_data(SAMPLES if arch == "mlp" else CNN_SAMPLES, arch)
+    x, y = make_data(epoch_samples(arch), arch)
     import keras  # noqa: F401  (imported before the baseline is read)
 
     from keras_relu import sugar_backends
@@ -110,7 +114,7 @@ def memory_worker(arch, variant):
     hold_path(variant, dict(sugar_backends.COMPILE_FROM))
     base_mib = status_mib("VmRSS")
     model = build_model(variant, arch)
-    batch = BATCH if arch == "mlp" else CNN_BATCH
+    batch = batch_size(arch)
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     first_mib = status_mib("VmHWM") - base_mib
     with open("/proc/self/clear_refs", "w") as f:
@@ -166,7 +170,7 @@ def _parse():
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help="relu first; relu_again, sugar, sugar_<surrogate>, injection, "
                              "bsilu_compiled, bsilu_uncompiled, relu_custom")
-    parser.add_argument("--device", help="e.g. cpu, gpu:0, cuda:0 (default: the backend's)")
+    parser.add_argument("--device", help="e.g. cpu, gpu, gpu:0 (default: the backend's)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds per process")
     parser.add_argument("--processes", type=int, default=3,
                         help="speed processes per backend and model, each building the "
@@ -175,8 +179,9 @@ def _parse():
                         help="keep: glibc keeps freed buffers for reuse (see above)")
     parser.add_argument("--order", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--memory-rounds", type=int, default=1, help="0: no memory column")
-    parser.add_argument("--speed-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
-    parser.add_argument("--memory-worker", choices=("mlp", "cnn"), help=argparse.SUPPRESS)
+    parser.add_argument("--figures", action="store_true", help="each row also as FIGURE {json}")
+    parser.add_argument("--speed-worker", choices=MODELS, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", choices=MODELS, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -185,6 +190,9 @@ def _bad_arguments(args):
     unknown = set(args.backends.split(",")) - {"tensorflow", "jax", "torch"}
     if unknown:
         return f"unknown backend(s) {', '.join(sorted(unknown))}"
+    unknown = set(args.models.split(",")) - set(MODELS)
+    if unknown:
+        return f"unknown model(s) {', '.join(sorted(unknown))}; valid: {', '.join(MODELS)}"
     variants = args.variants.split(",")
     unknown = unknown_variants(variants)
     if unknown:
@@ -217,27 +225,36 @@ def main():
     if problem:
         sys.stderr.write(f"bench_sugar.py: {problem}\n")
         sys.exit(2)
-    print(f"MLP {DEPTH}x{WIDTH} batch {BATCH}; CNN conv {'-'.join(map(str, CNN_FILTERS))} 3x3 "
-          f"on {'x'.join(map(str, CNN_SHAPE))} batch {CNN_BATCH}; adam, default compile; fastest "
+    models = args.models.split(",")
+    print(f"{'; '.join(describe(m) for m in models)}; adam, default compile; fastest "
           f"block of {STEPS} steps in {args.rounds} interleaved rounds x {args.processes} "
           f"processes, malloc: {args.allocator}; memory: smallest-of-"
-          f"{args.memory_rounds} peak RSS of a first epoch and of a second ({SAMPLES} / "
-          f"{CNN_SAMPLES} samples), malloc: exact", flush=True)
-    print(f"{'backend':<11}{'model':<6}{'variant':<17}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
+          f"{args.memory_rounds} peak RSS of a first epoch and of a second "
+          f"({', '.join(str(epoch_samples(m)) for m in models)} samples), malloc: exact",
+          flush=True)
+    print(f"{'backend':<11}{'model':<10}{'variant':<17}{'train ms':>9}{'ratio':>7}{'infer ms':>9}"
           f"{'ratio':>7}{'train MiB':>10}{'ratio':>7}{'step MiB':>9}{'ratio':>7}  device")
     for backend in args.backends.split(","):
-        for arch in args.models.split(","):
+        for arch in models:
             best, (device, paths) = _measure(backend, arch, args)
-            ref = best["relu"]
             for variant, b in best.items():
-                print(f"{backend:<11}{arch:<6}{variant:<17}"
-                      + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" if k in b else
-                                f"{'-':>{w}}{'-':>7}" for k, w, p in
-                                (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1),
-                                 ("step_mib", 9, 1)))
-                      + f"  {device}", flush=True)
+                _print_row(backend, arch, variant, b, best["relu"], device, args.figures)
             if paths:
-                print(f"{'':<22}sugar backward passes built: {paths}", flush=True)
+                print(f"{'':<26}sugar backward passes built: {paths}", flush=True)
+
+
+def _print_row(backend, arch, variant, b, ref, device, figures):
+    print(f"{backend:<11}{arch:<10}{variant:<17}"
+          + "".join(f"{b[k]:>{w}.{p}f}{b[k] / ref[k]:>7.3f}" if k in b else
+                    f"{'-':>{w}}{'-':>7}" for k, w, p in
+                    (("train_ms", 9, 2), ("predict_ms", 9, 2), ("train_mib", 10, 1),
+                     ("step_mib", 9, 1)))
+          + f"  {device}", flush=True)
+    if figures:
+        row = {"backend": backend, "model": arch, "variant": variant, "device": device,
+               **{k: round(v, 4) for k, v in b.items()},
+               **{f"{k}_ratio": round(v / ref[k], 4) for k, v in b.items()}}
+        print("FIGURE " + json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

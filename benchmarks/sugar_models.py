@@ -15,6 +15,33 @@ VARIANTS = ("relu", "relu_again", "sugar", "injection")  # the MLP set bench_sug
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES, FEATURES, CLASSES, WIDTH, DEPTH, BATCH = 16384, 784, 10, 512, 4, 256
 CNN_SHAPE, CNN_FILTERS, CNN_BATCH, CNN_SAMPLES = (32, 32, 3), (32, 32, 64), 128, 2048
+# A CNN of the size a GPU is for: 64x64 maps, up to 128 channels (134M entries an activation)
+LARGE_SHAPE, LARGE_FILTERS, LARGE_BATCH, LARGE_SAMPLES = (64, 64, 3), (64, 64, 128, 128), 256, 2048
+if os.environ.get("BENCH_SUGAR_SIZE") == "tiny":  # gpu_check.py --cpu-smoke: wiring, not figures
+    SAMPLES, FEATURES, WIDTH, BATCH = 256, 64, 32, 32
+    CNN_SHAPE, CNN_FILTERS, CNN_BATCH, CNN_SAMPLES = (8, 8, 3), (4, 4, 8), 8, 64
+    LARGE_SHAPE, LARGE_FILTERS, LARGE_BATCH, LARGE_SAMPLES = (8, 8, 3), (4, 4, 8, 8), 8, 64
+# Each CNN by name: input shape, conv filters (3x3, same), batch, samples of an epoch
+CNNS = {"cnn": (CNN_SHAPE, CNN_FILTERS, CNN_BATCH, CNN_SAMPLES),
+        "cnn_large": (LARGE_SHAPE, LARGE_FILTERS, LARGE_BATCH, LARGE_SAMPLES)}
+MODELS = ("mlp", *CNNS)
+
+
+def batch_size(arch):
+    return BATCH if arch == "mlp" else CNNS[arch][2]
+
+
+def epoch_samples(arch):
+    return SAMPLES if arch == "mlp" else CNNS[arch][3]
+
+
+def describe(arch):
+    """`MLP 4x512 batch 256`, `cnn_large conv 64-64-128-128 3x3 on 64x64x3 batch 256`."""
+    if arch == "mlp":
+        return f"MLP {DEPTH}x{WIDTH} batch {BATCH}"
+    shape, filters, batch, _ = CNNS[arch]
+    return (f"{arch} conv {'-'.join(map(str, filters))} 3x3 on {'x'.join(map(str, shape))} "
+            f"batch {batch}")
 
 
 def _injection_layer(keras):
@@ -92,7 +119,7 @@ def activation(variant):
 
 
 def build_model(variant, arch="mlp"):
-    """The MLP (4 x 512 dense) or the CNN (conv 32-32-64, 3x3, same), Adam, default compile."""
+    """The MLP (4 x 512 dense) or a CNN of `CNNS` (3x3 convs, same), Adam, default compile."""
     import keras
 
     keras.utils.set_random_seed(0)  # the same weights for every variant
@@ -102,8 +129,9 @@ def build_model(variant, arch="mlp"):
             model.add(keras.layers.Dense(WIDTH))
             model.add(activation(variant))
     else:
-        model = keras.Sequential([keras.Input(CNN_SHAPE)])
-        for filters in CNN_FILTERS:
+        shape, all_filters, _, _ = CNNS[arch]
+        model = keras.Sequential([keras.Input(shape)])
+        for filters in all_filters:
             model.add(keras.layers.Conv2D(filters, 3, padding="same"))
             model.add(activation(variant))
         model.add(keras.layers.GlobalAveragePooling2D())
@@ -116,6 +144,6 @@ def make_data(samples, arch="mlp"):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    shape = (FEATURES,) if arch == "mlp" else CNN_SHAPE
+    shape = (FEATURES,) if arch == "mlp" else CNNS[arch][0]
     return (rng.standard_normal((samples, *shape)).astype("float32"),
             rng.integers(0, CLASSES, samples))

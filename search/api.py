@@ -157,16 +157,21 @@ class _Search:
             datasets.check_spec(settings.dataset)
         stores.check_tracking_store(resolve_tracking_uri(settings.tracking_uri))  # in seconds
         self.settings = settings
+        # A device list pins each worker to its GPU (CUDA_VISIBLE_DEVICES), even a lone one.
+        pinned = settings.worker_count > 1 or bool(runtime.parse_devices(settings.devices))
+        if pinned:
+            runtime.share_gpus()  # before this process's backend takes a GPU's memory
         self.keras = runtime.import_keras(settings.backend)
         self.build = load_builder(model, settings.reinitialize)
         self.space = applicable(resolve_space(space, fix, choices, model_dims=model is None),
                                 self.build, settings.reinitialize)
         streamed = any(is_pipeline(a) for a in arrays)
-        if streamed and settings.worker_count > 1:
-            raise UsageError("--workers: each worker loads the data in its own process; give "
-                             "pipelines through a function, dataset='data:module:function' "
-                             "(--data module:function), not as objects")
-        self.in_workers = settings.worker_count > 1 or self._renews_its_process(model, streamed)
+        if streamed and pinned:
+            raise UsageError("--workers/--devices: each worker loads the data in its own "
+                             "process; give pipelines through a function, "
+                             "dataset='data:module:function' (--data module:function), not "
+                             "as objects")
+        self.in_workers = pinned or self._renews_its_process(model, streamed)
         if self.in_workers:  # workers import the builder and load the data
             settings.model = reference(model)
             if arrays[0] is not None:

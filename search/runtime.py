@@ -77,16 +77,45 @@ def process_id():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def mixed_policy():
-    """`mixed_float16` on a GPU, else `mixed_bfloat16` (what CPUs compute fast)."""
+def has_gpu():
+    """Whether the active Keras backend computes on a GPU (by default)."""
     import keras
 
+    backend = keras.backend.backend()
     try:
-        has_gpu = any("gpu" in d.lower() or "cuda" in d.lower()
-                      for d in keras.distribution.list_devices())
-    except Exception:
-        has_gpu = False
-    return "mixed_float16" if has_gpu else "mixed_bfloat16"
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() == "gpu"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU"))
+    except Exception:  # a backend that cannot list its devices computes on the CPU
+        return False
+    return False
+
+
+def mixed_policy():
+    """`mixed_float16` on a GPU, else `mixed_bfloat16` (what CPUs compute fast)."""
+    return "mixed_float16" if has_gpu() else "mixed_bfloat16"
+
+
+# Processes that share a GPU (the launcher and its workers, or two workers on one device)
+# each take only what they use: JAX would take 75% of every visible GPU at its first
+# operation, TensorFlow all of it.
+SHARED_GPU_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+def share_gpus():
+    """In a launcher, before its backend first computes: allocate GPU memory as used
+    (`SHARED_GPU_ENV`, where not set already), so its workers find the GPU free."""
+    for key, value in SHARED_GPU_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def parse_devices(text):
@@ -159,11 +188,12 @@ def apply_threads():
 
 def worker_env(workers, backend, tracking_uri):
     """The environment of a local worker process: this one's, with its share of the cores,
-    the backend, the tracking URI (never in argv: `ps` shows argv) and this package."""
+    GPU memory taken as used (`SHARED_GPU_ENV`, unless set), the backend, the tracking URI
+    (never in argv: `ps` shows argv) and this package."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
-    return {**os.environ, **thread_env(threads, backend), "KERAS_BACKEND": backend,
-            "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path}
+    return {**SHARED_GPU_ENV, **os.environ, **thread_env(threads, backend),
+            "KERAS_BACKEND": backend, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path}
 
 
 def worker_command(*args):

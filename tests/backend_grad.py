@@ -7,7 +7,8 @@ from keras import ops
 def grad(fn, x, dtype=None):
     """d fn(x).sum() / dx as a NumPy array (float32 for half dtypes).
 
-    `x` is a NumPy array; with `dtype` it is cast to that dtype first.
+    `x` is a NumPy array; with `dtype` it is cast to that dtype first. It goes to the
+    backend's default device, so on a GPU machine the gradient is computed there.
     """
     backend = keras.backend.backend()
     dtype = dtype or str(x.dtype)
@@ -27,7 +28,8 @@ def grad(fn, x, dtype=None):
     elif backend == "torch":
         import torch
 
-        xt = torch.tensor(x).to(getattr(torch, dtype)).requires_grad_(True)
+        # on Keras' device (a GPU where there is one), as the layers' own tensors
+        xt = ops.convert_to_tensor(x).to(getattr(torch, dtype)).detach().requires_grad_(True)
         fn(xt).sum().backward()
         g = xt.grad
     else:

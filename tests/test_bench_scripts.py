@@ -28,6 +28,8 @@ def test_callgrind_bench_without_valgrind_says_so_in_one_line(tmp_path):
      "bench_sugar.py: --variants must start with relu, the baseline of every ratio"),
     (["--processes", "-1"],
      "bench_sugar.py: --processes must be >= 0 (0: memory only) and --rounds >= 1"),
+    (["--models", "mlp,resnet"],
+     "bench_sugar.py: unknown model(s) resnet; valid: mlp, cnn, cnn_large"),
 ])
 def test_sugar_bench_refuses_bad_arguments_in_one_line(args, line):
     proc = subprocess.run([sys.executable, "benchmarks/bench_sugar.py", *args], cwd=ROOT,
