@@ -148,9 +148,7 @@ class _Search:
 
     def __init__(self, settings, model, space, fix, choices, arrays):
         from search import data as datasets
-        from search.finished import applicable
         from search.models import check_builder, load_builder, reference
-        from search.space import resolve_space
         from search.sources import from_sources, is_pipeline, load
 
         if arrays[0] is None:
@@ -162,6 +160,9 @@ class _Search:
         if pinned:
             runtime.share_gpus()  # before this process's backend takes a GPU's memory
         self.keras = runtime.import_keras(settings.backend)
+        from search.finished import applicable  # Keras (keras_relu) after the backend is set
+        from search.space import resolve_space
+
         self.build = load_builder(model, settings.reinitialize)
         self.space = applicable(resolve_space(space, fix, choices, model_dims=model is None),
                                 self.build, settings.reinitialize)
