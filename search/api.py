@@ -55,12 +55,14 @@ class SearchResult:
         """The best trial's fitted model, loaded through MLflow's Keras flavour."""
         import mlflow
 
+        from search.noise import quiet_downloads
         from search.tracking import mlflow_uri
 
         mlflow.set_tracking_uri(mlflow_uri(self.tracking_uri))
         if not self.model_uri:
             raise ValueError(f"study {self.study_name!r} has no logged best model")
-        return mlflow.keras.load_model(self.model_uri)
+        with quiet_downloads():
+            return mlflow.keras.load_model(self.model_uri)
 
     def table(self):
         from search.report import table
@@ -71,7 +73,7 @@ class SearchResult:
         """The lines `keras-relu search` prints at the end."""
         from search.tracking import ui_command
 
-        from search.report import controls
+        from search.report import controls, next_steps
 
         title = "Pareto front:" if self.objective == "pareto" else "Best trials:"
         lines = [f"study {self.study_name!r}: {len(self.trials)} new trials, "
@@ -83,6 +85,7 @@ class SearchResult:
                         if test in self.test_scores else "")
             lines.append(f"Best: trial {top.number}, {self.metric} {top.value:.4g}{held_out}")
             lines.append(f"Model: {self.model_uri or '-'}  config: {self.best_config or '-'}")
+            lines += next_steps(self.study_name, self.best_config, self.tracking_uri)
         lines.append(f"MLflow runs: {ui_command(self.tracking_uri)}")
         return "\n".join(lines)
 
@@ -91,7 +94,7 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
         space=None, fix=(), choices=(), metric="val_accuracy", direction=None,
         loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna", tuner=None, pruner=None, sampler=None,
         objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
-        study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
+        trial_seed=None, study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
         trials_per_process=None, backend=None, mixed_precision=False, overwrite=False,
         samples=2000, features=20, classes=4, progress=True):
     """Search the cures for dying ReLU on a model; every trial is an MLflow child run.
@@ -124,10 +127,13 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
     Raises:
         UsageError: bad input, before any study or run is created.
     """
+    from search.noise import hide_false_alarms
+
     options = {k: v for k, v in locals().items() if k in _SETTINGS and k != "model"}
     settings = SearchSettings(**options).check()
-    return _Search(settings, model, space, fix, choices,
-                   (data, validation_data, test_data)).run(progress)
+    search = _Search(settings, model, space, fix, choices, (data, validation_data, test_data))
+    with hide_false_alarms():
+        return search.run(progress)
 
 
 class _Search:
@@ -135,7 +141,9 @@ class _Search:
 
     def __init__(self, settings, model, space, fix, choices, arrays):
         from search import data as datasets
+        from search import winner
         from search.models import check_builder, load_builder, reference
+        from search.noise import hide_false_alarms
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
@@ -143,6 +151,7 @@ class _Search:
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
         self.build = load_builder(model)
+        self.model = winner.model_record(model)  # what best.yaml will say
         self.space = _resolve_space(space, fix, choices, model_dims=model is None)
         self.in_workers = settings.worker_count > 1 or self._renews_its_process(model)
         if self.in_workers:  # workers import the builder and load the data
@@ -158,8 +167,9 @@ class _Search:
             self.data = datasets.load(settings.dataset, settings.seed, settings.samples,
                                       settings.features, settings.classes,
                                       targets=settings.loss is not None)
-        check_builder(self.build, self.space.example(), self.data, settings.loss,
-                      settings.metrics, settings.metric)
+        with hide_false_alarms():
+            check_builder(self.build, self.space.example(), self.data, settings.loss,
+                          settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
             "-pareto" if settings.objective == "pareto" else "")
 
@@ -208,7 +218,7 @@ class _Search:
         tracker.start_parent(
             params={"engine": s.engine, "dataset": s.dataset, "objective": s.objective,
                     "metric": s.metric, "direction": s.chosen_direction,
-                    "model": s.model or getattr(self.build, "__qualname__", "model"),
+                    "model": self.model,
                     **chosen, "trials": s.trials, "timeout": s.timeout, "epochs": s.epochs,
                     "batch_size": s.batch_size, "seed": s.seed,
                     "backend": self.keras.backend.backend(),
@@ -256,7 +266,7 @@ class _Search:
         scores, config_path, model_uri = {}, None, None
         if best:
             scores, config_path, model_uri = winner.conclude(
-                tracker, best[0], self.data, s.batch_size, s.loss, s.metrics)
+                tracker, best[0], self.data, s, self.model, self.keras.backend.backend(), best)
         columns = searched(self.space)
         log_search_artifacts(tracker, engine.as_optuna_study(study))
         tracker.finish_parent("FINISHED", best_summary(best, s.metric),

@@ -24,6 +24,11 @@ def load_builder(model=None):
         from search.builders import build_default
 
         return build_default
+    if _is_keras_object(model):
+        raise UsageError(f"model= takes a builder function build(cures, input_shape, "
+                         f"num_classes) that returns a new uncompiled model (or its reference "
+                         f"'module:function' / 'file.py:function'), not a "
+                         f"{type(model).__name__} instance: each trial builds its own")
     if callable(model):
         return model
     if not isinstance(model, str) or ":" not in model:
@@ -34,6 +39,13 @@ def load_builder(model=None):
     if build is None or not callable(build):
         raise UsageError(f"--model: {where} has no function {name!r}")
     return build
+
+
+def _is_keras_object(model):
+    """A Keras layer or model (callable, but not a builder); Keras is imported by now if
+    the object is one."""
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.layers.Layer)
 
 
 def _import_module(name):
