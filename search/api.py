@@ -92,11 +92,12 @@ class SearchResult:
 
 def run(dataset="digits", *, data=None, validation_data=None, test_data=None, model=None,
         space=None, fix=(), choices=(), metric="val_accuracy", direction=None,
-        loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna", tuner=None, pruner=None, sampler=None,
-        objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
-        trial_seed=None, study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
-        trials_per_process=None, backend=None, mixed_precision=False, overwrite=False,
-        samples=2000, features=20, classes=4, progress=True):
+        loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna",
+        tuner=None, pruner=None, sampler=None, objective="accuracy", trials=20, timeout=None,
+        epochs=5, batch_size=64, seed=0, trial_seed=None, study_name=None, storage=None,
+        tracking_uri=None, workers=None, devices=None, trials_per_process=None, backend=None,
+        mixed_precision=False, overwrite=False, samples=2000, features=20, classes=4,
+        progress=True):
     """Search the cures for dying ReLU on a model; every trial is an MLflow child run.
 
     Args:
@@ -116,6 +117,8 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
         loss, metrics: compile arguments, for a model that is not a plain classifier
             (then the targets are used as given).
         prune_dead_above: prune a trial once its dead fraction is above this fraction.
+        seed, trial_seed: the data split (and the samplers); trial N trains with seed + N,
+            or with `trial_seed` when given (what `search.retrain` sets).
         controls: start a new Optuna study with the control trials (see
             `search.space.CONTROLS`; only where the space has them).
         progress: show a progress bar (terminal or notebook).
@@ -220,7 +223,7 @@ class _Search:
                     "metric": s.metric, "direction": s.chosen_direction,
                     "model": self.model,
                     **chosen, "trials": s.trials, "timeout": s.timeout, "epochs": s.epochs,
-                    "batch_size": s.batch_size, "seed": s.seed,
+                    "batch_size": s.batch_size, "seed": s.seed, "trial_seed": s.trial_seed,
                     "backend": self.keras.backend.backend(),
                     "mixed_precision": s.mixed_precision, "storage": where},
             tags={"engine": s.engine, "study_name": self.study_name, "kind": "search"})

@@ -1,8 +1,9 @@
 """`keras-relu`: the command line over `search.run` and the other commands' functions.
 
 Dispatch and exit statuses only (the parsers are in `search.cli_parsers`); the work is in
-the functions it calls, and heavy libraries are imported only inside them. Exit status: 0 done, 2 bad input (one
-line on stderr, before any work), 1 failure during the work, 130 interrupted.
+the functions it calls, and heavy libraries are imported only inside them. Exit status:
+0 done, 2 bad input (one line on stderr, before any work), 1 failure during the work,
+130 interrupted.
 """
 
 import importlib.util
@@ -54,7 +55,7 @@ def _compare(args):
         given = [flag for flag, value in scenario_only.items() if value is not None]
         if given:
             raise UsageError(f"{given[0]} applies to a scenario, not to --study")
-        check_study(args.study, **_keywords(args, check_study))
+        check_study(**_keywords(args, check_study))
         return
     from search.compare import run_compare
     from search.scenarios import ACTIVATIONS, DEFAULT
@@ -67,9 +68,9 @@ def _compare(args):
 
 
 def _retrain(args):
-    from search.retrain import retrain
+    from search.retraining import retrain
 
-    print(retrain(args.file, **_keywords(args, retrain)).report())
+    print(retrain(**_keywords(args, retrain)).report())
 
 
 def _best(args):

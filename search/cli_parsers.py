@@ -157,7 +157,7 @@ def _add_retrain_parser(commands):
                     "its model, data set, epochs, batch size and the trial's own seed, as "
                     "recorded. On the same backend and machine the validation score comes "
                     "back the same.")
-    again.add_argument("file", metavar="FILE", help="the winner's file")
+    again.add_argument("path", metavar="FILE", help="the winner's file")
     again.add_argument("--study-name", help="default: <study>-retrain-<trial>")
     again.add_argument("--model", metavar="REF", help="the model builder here, if the "
                                                       "recorded reference moved")

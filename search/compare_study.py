@@ -31,23 +31,23 @@ def baseline(config):
     return plain
 
 
-def check_study(study_name=None, top=3, seeds=5, epochs=None, output=OUTPUT,
-                tracking_uri=None, backend=None, model=None, dataset=None, out=print):
-    """Train the `top` best configs of the last search of `study_name` and a plain-ReLU
+def check_study(study, top=3, seeds=5, epochs=None, output=OUTPUT, tracking_uri=None,
+                backend=None, model=None, dataset=None, out=print):
+    """Train the `top` best configs of the last search of `study` and a plain-ReLU
     baseline over `seeds` fresh seeds; print and log the table and the verdicts; returns
     the summary rows. `model` and `dataset` override the recorded ones (moved files)."""
-    from search import retrain, winner
+    from search import retraining, winner
 
     if seeds < 2:
         raise UsageError("--seeds: a 95% interval needs at least 2 seeds")
-    best = winner.find(study_name, tracking_uri)
+    best = winner.find(study, tracking_uri)
     record = best.record
     if not record:
         raise UsageError(f"study {best.study_name!r}: its last search recorded no "
                          "`trained_with` (a search from before keras-relu retrain); run "
                          "one more search on it")
-    keras = runtime.import_keras(retrain.choose_backend(record.get("backend"), backend))
-    model, spec = retrain.inputs(record, model, None, dataset)
+    keras = runtime.import_keras(retraining.choose_backend(record.get("backend"), backend))
+    model, spec = retraining.inputs(record, model, None, dataset)
     trials = winner.top_trials(best, tracking_uri)[:top]
     comparison = _comparison(best, record, trials, model, spec, seeds,
                              epochs or record["epochs"], keras)
@@ -105,7 +105,9 @@ def verdicts(runs, comparison, metric, direction, searched):
         pairs = [(by_seed[(variant, k)], by_seed[(BASELINE, k)]) for k in
                  range(comparison.seeds) if (variant, k) in by_seed and (BASELINE, k) in by_seed]
         mean, low, high = mean_ci([a - b for a, b in pairs])
-        if not low == low:  # NaN: fewer than two complete pairs
+        if comparison.variants[variant] == comparison.variants[BASELINE]:
+            verdict = "it is the baseline's config"
+        elif not low == low:  # NaN: fewer than two complete pairs
             verdict = "too few complete runs to tell"
         elif low > 0 or high < 0:
             verdict = "beats it beyond noise" if sign * mean > 0 else "worse beyond noise"

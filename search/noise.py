@@ -1,7 +1,8 @@
 """What libraries print that a user did not ask for, kept out of the way.
 
-Native libraries print on file descriptor 2, below Python's `sys.stderr`. TensorFlow prints its start-up lines on import, and on any Keras backend Keras imports it
-(to seed it in `keras.utils.set_random_seed`): `quiet_native_logs` hides an import's lines.
+Native libraries print on file descriptor 2, below Python's `sys.stderr`. TensorFlow
+prints its start-up lines on import, and on any Keras backend Keras imports it (to seed
+it in `keras.utils.set_random_seed`): `quiet_native_logs` hides an import's lines.
 TensorFlow 2.21 with oneDNN also logs a false alarm each time it optimises a graph in
 which a Dense layer's bias add feeds an `Add` and then a ReLU (a residual block): "Node
 .../Relu has an empty op name" at ERROR level, and then runs the graph all the same.

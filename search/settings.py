@@ -167,8 +167,8 @@ class SearchSettings:
         from search.trial import TrialSettings
 
         return TrialSettings(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
-                             trial_seed=self.trial_seed, metric=self.metric, loss=self.loss, metrics=self.metrics,
-                             stop_dead_above=self.prune_dead_above)
+                             trial_seed=self.trial_seed, metric=self.metric, loss=self.loss,
+                             metrics=self.metrics, stop_dead_above=self.prune_dead_above)
 
     def to_dict(self):
         """Plain data for a worker; a URL's password is never stored (a worker takes the

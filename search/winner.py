@@ -80,7 +80,8 @@ def conclude(tracker, best, data, settings, model, backend, top=()):
     path.write_text(text)
     tracker.client.log_text(tracker.parent_id, text, BEST_FILE)
     tracker.client.log_text(tracker.parent_id, json.dumps(
-        [{"number": t.number, "config": t.config, "value": t.value} for t in top]), TOP_FILE)
+        [{"number": int(t.number), "config": t.config,
+          "value": None if t.value is None else float(t.value)} for t in top]), TOP_FILE)
     tracker.log(tracker.parent_id, metrics={f"best_test_{k}": v for k, v in scores.items()},
                 tags={"best_model_uri": uri or "", "best_model_run_id": best.run_id or "",
                       "best_trial": best.number})
@@ -103,7 +104,8 @@ def trained_with(settings, study, best, data, model, backend, ran=None):
 
     ran = ran or {}
     trial = settings.trial_settings()
-    record = {"study": study, "trial": best.number, "value": best.value,
+    value = None if best.value is None else float(best.value)  # KerasTuner's: NumPy's
+    record = {"study": study, "trial": int(best.number), "value": value,
               "metric": settings.metric, "direction": settings.chosen_direction,
               "model": model, "dataset": settings.dataset,
               "data_fingerprint": fingerprint(data.x_train, data.y_train, data.x_val,

@@ -6,7 +6,6 @@ import csv
 import textwrap
 import warnings
 
-import keras
 import numpy as np
 import pytest
 import yaml
@@ -14,7 +13,7 @@ from conftest import BACKEND, mlflow_runs, search_logic
 from sklearn.datasets import load_digits
 
 import search
-from search import compare_stats, retrain, winner
+from search import compare_stats, retraining, winner
 from search.dims import load_space_file
 from search.cli import main
 from search.tracking import default_tracking_uri
@@ -171,17 +170,8 @@ def test_a_space_file_is_no_winners_file_and_the_record_is_no_dimension(workdir,
 def test_another_backend_than_the_recorded_one_warns():
     other = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BACKEND]
     with pytest.warns(UserWarning, match=f"trained on {other}; retrained on {BACKEND}"):
-        assert retrain.choose_backend(other) == BACKEND
+        assert retraining.choose_backend(other) == BACKEND
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert retrain.choose_backend(BACKEND) == BACKEND
+        assert retraining.choose_backend(BACKEND) == BACKEND
 
-
-def test_model_takes_a_builder_not_a_keras_model_in_one_line(workdir):
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
-    with pytest.raises(search.UsageError) as caught:
-        search.run(model=model, trials=1, progress=False)
-    message = str(caught.value)
-    assert "\n" not in message and "not a Sequential instance" in message
-    assert "build(cures, input_shape, num_classes)" in message
-    assert not (workdir / "mlruns").exists()
