@@ -14,8 +14,11 @@ import dataclasses
 import sys
 import warnings
 
-from search import UsageError
+from search import UsageError, runtime
 from search.winner import BUILT_IN, FROM_PYTHON, read_best_file
+
+REQUIRED = ("study", "trial", "metric", "model", "dataset", "epochs", "batch_size", "seed",
+            "trial_seed")
 
 
 @dataclasses.dataclass
@@ -113,12 +116,13 @@ def retrain(path, *, model=None, dataset=None, data=None, validation_data=None,
     if not record:
         raise UsageError(f"{path} holds no `trained_with` record: it is a space file, not a "
                          "winner's file (mlruns/best/<study>.yaml, keras-relu best --output)")
+    missing = [key for key in REQUIRED if record.get(key) is None]
+    if missing:
+        raise UsageError(f"{path}: trained_with lacks {', '.join(missing)}")
     for name, given in (("loss", loss), ("metrics", metrics)):
         if str(record.get(name, "")).startswith(FROM_PYTHON) and given is None:
             raise UsageError(f"the winner was compiled with {name}= given from Python; "
                              f"pass it: search.retrain(FILE, {name}=...)")
-    from search import runtime
-
     chosen = choose_backend(record.get("backend"), backend)
     runtime.import_keras(chosen)  # before a builder module imports Keras
     model, spec = inputs(record, model, data, dataset)

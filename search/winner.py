@@ -18,7 +18,7 @@ from search import UsageError
 from search.dims import RECORD
 
 BEST_FILE = "best.yaml"
-TOP_FILE = "best_trials.json"  # the study's best trials: number, config, value, seed
+TOP_FILE = "best_trials.json"  # the study's best trials: number, config, value
 BEST_FOLDER = pathlib.Path("mlruns") / "best"  # <study>.yaml, beside the runs
 BUILT_IN = "built-in"  # the record's model when the search used the built-in MLP / CNN
 FROM_PYTHON = "from Python"  # a value no other process can rebuild (a closure, an object)

@@ -104,7 +104,7 @@ def _check_study_comparison(workdir, study, numbers, out):
     assert sum(f"  trial-{n} " in out for n in numbers) == len(numbers)
 
 
-@search_logic("jax")
+@search_logic("torch")
 def test_a_user_cnn_on_an_npz_file_retrains_to_the_same_score(workdir, capsys):
     x, y = load_digits(return_X_y=True)
     np.savez(workdir / "digits_img.npz", x_train=x.reshape(-1, 8, 8, 1)[:900], y_train=y[:900])
@@ -150,6 +150,7 @@ def _winner_file(path, **record):
     ({"dataset": "npz:gone.npz"}, "gone.npz does not exist"),
     ({"dataset": "arrays-0123456789ab"}, "pass the same data="),
     ({"model": "from Python: build"}, "pass it: search.retrain(FILE, model=build)"),
+    ({"trial_seed": None, "epochs": None}, "trained_with lacks epochs, trial_seed"),
 ])
 def test_a_retrain_that_cannot_run_is_one_line_before_anything_is_created(workdir, capsys,
                                                                          record, words):
