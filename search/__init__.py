@@ -5,17 +5,19 @@
                         space=search.default_space().with_cli(
                             choices=["activation=relu,sugar_bsilu"]))
     result.best[0].config, result.best[0].val_accuracy, result.parent_run_id
+    again = search.retrain(result.best_config)    # the winner again, the same score
 
 Nothing heavy is imported with the package: `run` brings Keras, Optuna and MLflow when
 it is called.
 """
 
 __all__ = ["SearchResult", "SearchSettings", "Space", "TrialSummary", "UsageError",
-           "default_space", "run", "run_worker"]
+           "default_space", "retrain", "run", "run_worker"]
 
-_LAZY = {"run": "search.api", "SearchResult": "search.api", "SearchSettings": "search.settings",
+_LAZY = {"run": "search.api", "SearchResult": "search.result", "SearchSettings": "search.settings",
          "TrialSummary": "search.report", "Space": "search.space",
-         "default_space": "search.space", "run_worker": "search.parallel.worker"}
+         "default_space": "search.space", "run_worker": "search.parallel.worker",
+         "retrain": "search.retraining"}
 
 
 class UsageError(ValueError):

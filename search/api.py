@@ -12,89 +12,22 @@ import warnings
 
 from search import UsageError, recovery, runtime, stores
 from search.report import TrialSummary
+from search.result import SearchResult
 from search.settings import SearchSettings
 from search.tracking import resolve_tracking_uri
 
 _SETTINGS = {f.name for f in dataclasses.fields(SearchSettings)}
 
 
-@dataclasses.dataclass
-class SearchResult:
-    """What a search leaves: the winner, this invocation's trials, where everything is.
-
-    Attributes:
-        best: the best trials of the whole study, best first (for `objective="pareto"`,
-            the Pareto front by the metric), as `TrialSummary` (config, value,
-            val_accuracy, dead_fraction, run_id, model_uri).
-        trials: every trial this invocation ran, in the order they ended.
-        test_scores: the best model's scores on the held-out test split (evaluated once).
-        model_uri: the best model (`models:/m-...`; `best_model()` loads it).
-        best_config: the local `best.yaml` (every dimension fixed to the best config).
-        study_name, engine, objective, metric: the study.
-        storage: where the study lives (a password masked).
-        tracking_uri, parent_run_id: the MLflow store and this search's parent run.
-        total_trials: the study's ended trials, earlier invocations' included.
-    """
-
-    best: list
-    trials: list
-    test_scores: dict
-    model_uri: str | None
-    best_config: str | None
-    study_name: str
-    engine: str
-    objective: str
-    metric: str
-    storage: str
-    tracking_uri: str
-    parent_run_id: str
-    total_trials: int
-    columns: tuple = ()
-
-    def best_model(self):
-        """The best trial's fitted model, loaded through MLflow's Keras flavour."""
-        import mlflow
-
-        from search.tracking import mlflow_uri
-
-        mlflow.set_tracking_uri(mlflow_uri(self.tracking_uri))
-        if not self.model_uri:
-            raise ValueError(f"study {self.study_name!r} has no logged best model")
-        return mlflow.keras.load_model(self.model_uri)
-
-    def table(self):
-        from search.report import table
-
-        return table(self.best, self.columns, self.metric)
-
-    def report(self):
-        """The lines `keras-relu search` prints at the end."""
-        from search.tracking import ui_command
-
-        from search.report import controls
-
-        title = "Pareto front:" if self.objective == "pareto" else "Best trials:"
-        lines = [f"study {self.study_name!r}: {len(self.trials)} new trials, "
-                 f"{self.total_trials} in all ({self.storage})", title, self.table()]
-        lines += [text for text in [controls(self.trials, self.metric)] if text]
-        if self.best and self.best[0].value is not None:
-            top, test = self.best[0], self.metric.removeprefix("val_")
-            held_out = (f", {test} {self.test_scores[test]:.4g} on the held-out test split"
-                        if test in self.test_scores else "")
-            lines.append(f"Best: trial {top.number}, {self.metric} {top.value:.4g}{held_out}")
-            lines.append(f"Model: {self.model_uri or '-'}  config: {self.best_config or '-'}")
-        lines.append(f"MLflow runs: {ui_command(self.tracking_uri)}")
-        return "\n".join(lines)
-
-
 def run(dataset="digits", *, data=None, validation_data=None, test_data=None, model=None,
         space=None, fix=(), choices=(), metric="val_accuracy", direction=None,
-        loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna", tuner=None, pruner=None, sampler=None,
-        objective="accuracy", trials=20, timeout=None, epochs=5, batch_size=64, seed=0,
-        study_name=None, storage=None, tracking_uri=None, workers=None, devices=None,
-        trials_per_process=None, backend=None, mixed_precision=False, overwrite=False,
-        reinitialize=False, steps_per_epoch=None, num_classes=None, image_size=None,
-        samples=2000, features=20, classes=4, progress=True):
+        loss=None, metrics=None, prune_dead_above=None, controls=True, engine="optuna",
+        tuner=None, pruner=None, sampler=None, objective="accuracy", trials=20, timeout=None,
+        epochs=5, batch_size=64, seed=0, trial_seed=None, study_name=None, storage=None,
+        tracking_uri=None, workers=None, devices=None, trials_per_process=None, backend=None,
+        mixed_precision=False, overwrite=False, reinitialize=False, steps_per_epoch=None,
+        num_classes=None, image_size=None, samples=2000, features=20, classes=4,
+        progress=True):
     """Search the cures for dying ReLU on a model; every trial is an MLflow child run.
 
     Args:
@@ -126,6 +59,8 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
         prune_dead_above: prune a trial once its dead fraction is above this fraction.
         steps_per_epoch, num_classes: pipelines: what their first batches cannot tell.
         image_size: `images:DIR`: (height, width), default the first image's.
+        seed, trial_seed: the data split (and the samplers); trial N trains with seed + N,
+            or with `trial_seed` when given (what `search.retrain` sets).
         controls: start a new Optuna study with the control trials (see
             `search.space.CONTROLS`; only where the space has them).
         progress: show a progress bar (terminal or notebook).
@@ -137,10 +72,13 @@ def run(dataset="digits", *, data=None, validation_data=None, test_data=None, mo
     Raises:
         UsageError: bad input, before any study or run is created.
     """
+    from search.noise import hide_false_alarms
+
     options = {k: v for k, v in locals().items() if k in _SETTINGS and k != "model"}
     settings = SearchSettings(**options).check()
-    return _Search(settings, model, space, fix, choices,
-                   (data, validation_data, test_data)).run(progress)
+    search = _Search(settings, model, space, fix, choices, (data, validation_data, test_data))
+    with hide_false_alarms():
+        return search.run(progress)
 
 
 class _Search:
@@ -148,8 +86,10 @@ class _Search:
 
     def __init__(self, settings, model, space, fix, choices, arrays):
         from search import data as datasets
+        from search import winner
         from search.models import check_builder, load_builder, reference
         from search.sources import from_sources, is_pipeline, load
+        from search.noise import hide_false_alarms
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
@@ -164,6 +104,7 @@ class _Search:
         from search.space import resolve_space
 
         self.build = load_builder(model, settings.reinitialize)
+        self.model = winner.model_record(model)  # what best.yaml will say
         self.space = applicable(resolve_space(space, fix, choices, model_dims=model is None),
                                 self.build, settings.reinitialize)
         streamed = any(is_pipeline(a) for a in arrays)
@@ -186,8 +127,9 @@ class _Search:
             settings.dataset = self.data.name
         else:
             self.data = load(settings.dataset, **settings.data_options())
-        check_builder(self.build, self.space.example(), self.data, settings.loss,
-                      settings.metrics, settings.metric)
+        with hide_false_alarms():
+            check_builder(self.build, self.space.example(), self.data, settings.loss,
+                          settings.metrics, settings.metric)
         self.study_name = settings.study_name or datasets.slug(settings.dataset) + (
             "-pareto" if settings.objective == "pareto" else "")
 
@@ -239,9 +181,9 @@ class _Search:
         tracker.start_parent(
             params={"engine": s.engine, "dataset": s.dataset, "objective": s.objective,
                     "metric": s.metric, "direction": s.chosen_direction,
-                    "model": s.model or getattr(self.build, "__qualname__", "model"),
+                    "model": self.model,
                     **chosen, "trials": s.trials, "timeout": s.timeout, "epochs": s.epochs,
-                    "batch_size": s.batch_size, "seed": s.seed,
+                    "batch_size": s.batch_size, "seed": s.seed, "trial_seed": s.trial_seed,
                     "backend": self.keras.backend.backend(),
                     "mixed_precision": s.mixed_precision, "storage": where},
             tags={"engine": s.engine, "study_name": self.study_name, "kind": "search"})
@@ -287,7 +229,7 @@ class _Search:
         scores, config_path, model_uri = {}, None, None
         if best:
             scores, config_path, model_uri = winner.conclude(
-                tracker, best[0], self.data, s.batch_size, s.loss, s.metrics)
+                tracker, best[0], self.data, s, self.model, self.keras.backend.backend(), best)
         columns = searched(self.space)
         log_search_artifacts(tracker, engine.as_optuna_study(study))
         tracker.finish_parent("FINISHED", best_summary(best, s.metric),
@@ -295,4 +237,5 @@ class _Search:
         return SearchResult(best, ran, scores, model_uri,
                             str(config_path) if config_path else None, self.study_name,
                             s.engine, s.objective, s.metric, self.where, tracker.uri,
-                            tracker.parent_id, len(engine.finished_trials(study)), columns)
+                            tracker.parent_id, len(engine.finished_trials(study)), columns,
+                            self.data.has_test)

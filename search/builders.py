@@ -20,11 +20,56 @@ INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
                 "lecun_normal", "orthogonal", "rai")  # rai: keras_relu.RandomizedAsymmetric
 
 
+class Config(dict):
+    """A trial's config that remembers which dimensions were asked for (`read`), so that
+    a dimension nothing reads can be named (`unread()`). Copying it (`dict(config)`,
+    `{**config}`, `items()`, `values()`) reads every dimension."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+    def __iter__(self):  # dict(config) and {**config} then read through __getitem__
+        return super().__iter__()
+
+    def keys(self):
+        return super().keys()
+
+    def items(self):
+        self.read.update(self)
+        return super().items()
+
+    def values(self):
+        self.read.update(self)
+        return super().values()
+
+    def copy(self):
+        self.read.update(self)
+        return dict(self)
+
+    def unread(self):
+        """The dimensions no one has asked for, in the config's order."""
+        return [key for key in super().__iter__() if key not in self.read]
+
+
 class Cures:
     """The trial's cures, for a model builder.
 
     Attributes:
-        config: the trial's whole config (the user's own dimensions included).
+        config: the trial's whole config (the user's own dimensions included), a `Config`
+            that records which dimensions are read.
         initializer: the kernel initializer (a name Keras knows, or a fresh
             `keras_relu.RandomizedAsymmetric` for "rai").
         batch_norm, dropout, residual: the trial's choices (False, 0.0, False if the
@@ -32,7 +77,7 @@ class Cures:
     """
 
     def __init__(self, config):
-        self.config = dict(config)
+        self.config = Config(config)
         self.activations_made = 0
 
     @property

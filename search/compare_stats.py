@@ -23,13 +23,13 @@ def mean_ci(values, level=0.95):
     return mean, mean - half, mean + half
 
 
-def summarise(runs, variants):
+def summarise(runs, variants, metrics=METRICS):
     """One row per variant: n and mean/CI of each metric over its complete runs."""
     rows = []
     for variant in variants:
         done = [r for r in runs if r["variant"] == variant and r["state"] == "complete"]
         row = {"variant": variant, "n": len(done)}
-        for key in METRICS:
+        for key in metrics:
             mean, low, high = mean_ci([r[key] for r in done])
             row.update({f"{key}_mean": mean, f"{key}_ci_low": low, f"{key}_ci_high": high})
         rows.append(row)
@@ -43,10 +43,10 @@ def _fmt(row, key):
     return f"{mean:.3f}" if math.isnan(low) else f"{mean:.3f} ± {mean - low:.3f}"
 
 
-def table(rows):
+def table(rows, metrics=METRICS):
     """Fixed-width text: variant, n, then mean ± CI half-width of each metric."""
-    head = ["variant", "n", *METRICS]
-    body = [[r["variant"], str(r["n"]), *(_fmt(r, k) for k in METRICS)] for r in rows]
+    head = ["variant", "n", *metrics]
+    body = [[r["variant"], str(r["n"]), *(_fmt(r, k) for k in metrics)] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
              for line in [head, *body]]
@@ -62,21 +62,21 @@ def write_csv(path, rows):
         writer.writerows(rows)
 
 
-def bar_plot(rows, path, title):
+def bar_plot(rows, path, title, metrics=METRICS):
     """One panel per metric: a bar per variant with its 95% CI as error bar."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.2 * len(METRICS), 4), dpi=100)
+    fig = Figure(figsize=(4.2 * len(metrics), 4), dpi=100)
     FigureCanvasAgg(fig)
     names = [r["variant"] for r in rows]
-    for i, key in enumerate(METRICS):
-        ax = fig.add_subplot(1, len(METRICS), i + 1)
+    for i, key in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
         means = np.array([r[f"{key}_mean"] for r in rows])
         errors = np.nan_to_num(np.array([r[f"{key}_ci_high"] for r in rows]) - means)
         ax.bar(range(len(rows)), means, yerr=errors, capsize=3, color="tab:blue")
         ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize="small")
-        ax.set(title=key, ylim=(0, 1.02) if key == "test_accuracy" else (0, None))
+        ax.set(title=key, ylim=(0, 1.02) if key.endswith("accuracy") else (0, None))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()

@@ -82,6 +82,11 @@ class Dataset:
         """(inputs, labels) of the first `count` validation samples."""
         return self.x_val[:count], self.y_val[:count]
 
+    def content_fingerprint(self):
+        """12 hex digits identifying every split's content."""
+        return fingerprint(self.x_train, self.y_train, self.x_val, self.y_val, self.x_test,
+                           self.y_test)
+
 
 def slug(spec):
     """A short name for a dataset spec, usable as a study name: `npz:a/b.npz` -> `npz-b`,

@@ -12,7 +12,9 @@ values. One entry of a space file (YAML, JSON or TOML) declares one dimension:
     momentum: {low: 0.5, high: 0.99, when: {optimizer: [sgd]}}
     units: {low: 16, high: 128, type: int}   # type: int | float forces the kind
 
-The parsing knows no dimension by name: the valid values come in as a `domain`.
+The parsing knows no dimension by name: the valid values come in as a `domain`. A
+winner's file (`search.winner`) is a space file with one more entry, `trained_with`, what
+the winner ran with; a space file's reader skips it.
 """
 
 import dataclasses
@@ -21,6 +23,8 @@ import numbers
 import pathlib
 
 from search import UsageError
+
+RECORD = "trained_with"  # in a winner's file: not a dimension
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +228,8 @@ def load_space_file(path):
             spec = yaml.safe_load(text)
     except Exception as err:  # yaml.YAMLError, tomllib.TOMLDecodeError
         raise UsageError(f"malformed space file {path}: {_syntax_error(err)}") from None
+    if isinstance(spec, dict):
+        spec.pop(RECORD, None)
     if spec is None or spec == {}:
         raise UsageError(f"space file {path} declares no dimension; without --space the "
                          "search explores the default space")

@@ -31,6 +31,10 @@ def load_builder(model=None, reinitialize=False):
         return build_default
     if _is_keras_model(model):
         return FinishedModel(lambda *_: model, INSTANCE, reinitialize, model.name)
+    if _is_keras_object(model):
+        raise UsageError(f"model= takes a builder or factory function, a keras.Model or a "
+                         f"reference 'module:function' / 'file.py:function' / 'file.keras'; "
+                         f"not a {type(model).__name__} layer")
     if isinstance(model, str) and model.endswith(".keras"):
         return FinishedModel(load_keras_file(model), SAVED, reinitialize)
     if isinstance(model, str) and ":" in model:
@@ -44,6 +48,13 @@ def load_builder(model=None, reinitialize=False):
 def _is_keras_model(value):
     keras = sys.modules.get("keras")
     return keras is not None and isinstance(value, keras.Model)
+
+
+def _is_keras_object(value):
+    """A Keras layer (callable, but neither a builder nor a model); Keras is imported by
+    now if the object is one."""
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(value, keras.layers.Layer)
 
 
 def _is_builder(function):

@@ -116,3 +116,23 @@ def controls(trials, metric="val_accuracy"):
         lines.append(f"  {t.control:<14} {metric} {value:<6}  dead fraction {dead:<6}  "
                      f"trial {t.number}{'' if t.state == 'complete' else ', ' + t.state}")
     return "\n".join(lines)
+
+
+def next_steps(study, best_file, tracking_uri):
+    """The commands that follow a search: retrain the winner, check it against seed luck,
+    export it."""
+    from search.secrets import mask_text
+    from search.tracking import default_tracking_uri
+
+    where = ("" if tracking_uri == default_tracking_uri()
+             else f" --tracking-uri {mask_text(tracking_uri)}")
+    steps = [(f"keras-relu compare --study {study} --top 3 --seeds 5{where}",
+              "does it beat ReLU beyond seed luck?"),
+             (f"keras-relu best --study-name {study} --output DIR{where}",
+              "its .keras file and best.yaml")]
+    if best_file:
+        steps.insert(0, (f"keras-relu retrain {best_file}{where}",
+                         "the winner again: same data and seed, same score"))
+    width = max(len(command) for command, _ in steps)
+    return ["Next:"] + [f"  {command:<{width}}  # {why}" for command, why in steps]
+

@@ -1,8 +1,8 @@
 """Process-level helpers shared by the search, its launchers and its workers.
 
-Quiet imports of native libraries, the mixed-precision policy, CPU thread limits, device
-lists, SIGTERM handling, and starting and stopping worker processes. Written once, used
-by both launchers (`search.parallel.optuna`, `search.parallel.kerastuner`).
+Keras' quiet import (`search.noise`), the mixed-precision policy, CPU thread
+limits, device lists, SIGTERM handling, and starting and stopping worker processes.
+Written once, used by both launchers (`search.parallel.optuna`, `search.parallel.kerastuner`).
 """
 
 import contextlib
@@ -11,7 +11,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import tempfile
 
 from search import UsageError
 
@@ -25,35 +24,14 @@ TENSORFLOW_ONE_PROCESS_TRIALS = 100
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)  # holds the `search` package
 
 
-@contextlib.contextmanager
-def quiet_native_logs():
-    """Hide what native libraries print on stderr while importing (TensorFlow's INFO
-    lines); on an error, show it after all."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def import_keras(backend=None):
-    """Keras on `backend` (set before the first import), imported quietly."""
+    """Keras on `backend` (set before the first import), imported quietly; TensorFlow too
+    where it is installed (see `search.noise`)."""
+    from search.noise import import_quietly
+
     if backend:
         os.environ["KERAS_BACKEND"] = backend
-    # 3: TensorFlow 2.21's graph optimizer logs an ERROR for every Add followed by a ReLU
-    # (residual blocks; "has an empty op name") and then runs the graph all the same.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with quiet_native_logs():
-        import keras
+    keras = import_quietly()
     if backend and keras.backend.backend() != backend:
         raise UsageError(f"backend {backend}: Keras already runs on {keras.backend.backend()}")
     return keras

@@ -44,7 +44,9 @@ class SearchSettings:
             narrow model, and each cure on it; `search.space.CONTROLS`) when its space
             has them.
         trials, timeout: trials this invocation runs; stop starting trials after seconds.
-        epochs, batch_size, seed: per trial.
+        epochs, batch_size: per trial.
+        seed: the data split and the probe; trial N trains with seed + N.
+        trial_seed: every trial trains with this seed instead (a retrain of one trial).
         study_name: the same name resumes the study (default: the data set's name).
         storage: Optuna storage URL or journal file (default `mlruns/optuna.journal`).
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite
@@ -80,6 +82,7 @@ class SearchSettings:
     epochs: int = 5
     batch_size: int = 64
     seed: int = 0
+    trial_seed: int | None = None
     study_name: str | None = None
     storage: str | None = None
     tracking_uri: str | None = None
@@ -108,8 +111,11 @@ class SearchSettings:
             if len(size) != 2 or not all(isinstance(d, int) and d > 0 for d in size):
                 raise UsageError(f"image_size must be (height, width), got {self.image_size!r}")
             self.image_size = size
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise UsageError(f"seed must be an integer, got {self.seed!r}")
+        for name in ("seed", "trial_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) and not (
+                    value is None and name == "trial_seed"):
+                raise UsageError(f"{name} must be an integer, got {value!r}")
         for name, valid in (("engine", ENGINES), ("objective", OBJECTIVES),
                             ("backend", BACKENDS), ("tuner", TUNERS), ("pruner", PRUNERS),
                             ("sampler", SAMPLERS), ("direction", DIRECTIONS)):
@@ -185,8 +191,8 @@ class SearchSettings:
         from search.trial import TrialSettings
 
         return TrialSettings(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
-                             metric=self.metric, loss=self.loss, metrics=self.metrics,
-                             stop_dead_above=self.prune_dead_above)
+                             trial_seed=self.trial_seed, metric=self.metric, loss=self.loss,
+                             metrics=self.metrics, stop_dead_above=self.prune_dead_above)
 
     def to_dict(self):
         """Plain data for a worker; a URL's password is never stored (a worker takes the

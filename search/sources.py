@@ -42,7 +42,7 @@ def from_sources(data, validation_data=None, test_data=None, name=None, seed=0,
     stream = StreamData(name or "pipeline", *splits, steps_per_epoch=steps_per_epoch,
                         num_classes=num_classes, targets=targets)
     if name is None:
-        stream.name = f"pipeline-{datasets.fingerprint(*stream.first)}"
+        stream.name = f"pipeline-{stream.content_fingerprint()}"
     return stream
 
 

@@ -164,6 +164,12 @@ class StreamData:
     def sample(self, count=2):
         return self._sample[0][:count], self._sample[1][:count]
 
+    def content_fingerprint(self):
+        """12 hex digits identifying the first batches of training and validation data."""
+        from search.data import fingerprint
+
+        return fingerprint(*self.first)
+
 
 def _classes(y, y_val, targets):
     """Classes: one-hot labels' width, else the largest label of the first batches + 1."""

@@ -301,3 +301,4 @@ class ChildRun:
             self.tracker.client.set_terminated(self.run_id, STATUS.get(state, "FAILED"))
 
         self.tracker.submit(close)
+

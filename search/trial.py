@@ -13,6 +13,7 @@ can mistake it for a merely bad one.
 import dataclasses
 import gc
 import math
+import warnings
 
 import keras
 
@@ -27,13 +28,18 @@ class TrialSettings:
 
     epochs: int = 5
     batch_size: int = 64
-    seed: int = 0
+    seed: int = 0  # the search's: the data split and the monitor's probe
+    trial_seed: int | None = None  # every trial's (weights, data order); None: seed + number
     probe_size: int = 256  # validation samples the dead-neuron monitor looks at
     tau: float = 0.1
     metric: str = "val_accuracy"  # the objective: its value after the last epoch
     loss: object = None
     metrics: object = None
     stop_dead_above: float | None = None  # prune when the dead fraction is above this
+
+    def seed_for(self, number):
+        """The seed trial `number` trains with: `trial_seed`, else `seed + number`."""
+        return self.seed + number if self.trial_seed is None else self.trial_seed
 
 
 @dataclasses.dataclass
@@ -104,16 +110,19 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     engine pruned the trial. A NaN/inf loss gives a "failed" result with its reason; any
     other exception is recorded and re-raised. `keep_model(value)`, asked after a
     complete trial, says whether to log the fitted model (an improvement). The child
-    run gets the dead-fraction-per-layer plot (written in the background).
+    run gets the dead-fraction-per-layer plot (written in the background). Trial 0 (a
+    study's first) warns about dimensions that neither `build` nor the runner reads.
     """
+    seed = settings.seed_for(number)
     params = {**config, "epochs": settings.epochs, "batch_size": settings.batch_size,
-              "seed": settings.seed, "dataset": data.name}
+              "seed": settings.seed, "trial_seed": seed, "dataset": data.name}
     run = tracker.start_child(number, engine, params) if tracker else None
     recorder = _Recorder(run.log_epoch if run else None)
-    keras.utils.set_random_seed(settings.seed + number)
+    keras.utils.set_random_seed(seed)  # before the model is built: weights, data order
     state, reason, model, uri, watchers = "complete", "", None, None, ()
     try:
-        model, watchers = _fit(Cures(config), data, settings, build, recorder, callbacks, run)
+        model, watchers = _fit(Cures(config), data, settings, build, recorder, callbacks, run,
+                               warn_unread=number == 0)
         value = _last(recorder.history, settings.metric)
         if watchers[0].stopped_reason:
             state, reason = "pruned", watchers[0].stopped_reason
@@ -157,10 +166,10 @@ def _log_starting_point(run, model, cures, build, data, batch_size):
         run.log(metrics={f"initial_val_{k}": v for k, v in scores.items()})
 
 
-def _fit(cures, data, settings, build, recorder, callbacks, run=None):
+def _fit(cures, data, settings, build, recorder, callbacks, run=None, warn_unread=False):
     """(the fitted model, (its monitor, its ReDo or None)); the monitor measures before
     ReDo recycles, and `recorder` and then `callbacks` see both one's keys."""
-    config = cures.config
+    config = cures.config  # records what the builder, compile and the callbacks read
     model = build(cures, data.input_shape, data.num_classes)
     steps = data.steps_per_epoch(settings.batch_size)
     compile_model(model, config, steps, settings.epochs, settings.loss or data.default_loss,
@@ -173,8 +182,21 @@ def _fit(cures, data, settings, build, recorder, callbacks, run=None):
                                            **probe)
     redo = (keras_relu.ReDo(every=int(config.get("recycle_every", 1)), **probe)
             if config.get("recycle") == "redo" else None)
+    if warn_unread and config.unread():
+        warn_unread_dimensions(config.unread(), build)
     model.fit(**data.fit_kwargs(settings.batch_size), validation_data=data.validation_data(),
               epochs=settings.epochs, verbose=0,
               callbacks=[_LearningRate(), monitor, *([redo] if redo else []), recorder,
                          _StopOnNonFiniteLoss(), *callbacks])
     return model, (monitor, redo)
+
+
+def warn_unread_dimensions(names, build):
+    """One warning naming the space's dimensions that nothing read in a trial."""
+    who = ("the built-in model" if build is build_default else
+           f"the model builder {getattr(build, '__qualname__', build)}")
+    one = len(names) == 1
+    warnings.warn(f"dimension{'' if one else 's'} {', '.join(names)} of the search space "
+                  f"{'is' if one else 'are'} read by neither {who} nor the trial runner: "
+                  f"{'it changes' if one else 'they change'} nothing (a builder reads a "
+                  "dimension as cures.config[NAME])", stacklevel=4)

@@ -132,8 +132,12 @@ def test_keras_relu_best_exports_registers_and_best_yaml_retrains_it(workdir, ca
                  "--fix", "width=16"]) == 0
     capsys.readouterr()
     assert main(["best", "--output", "out", "--register-model", "digits-best"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "best_test_accuracy" in out and "models:/" in out
+    assert 'load it: import keras, keras_relu; model = keras.saving.load_model("out/digits.keras")' \
+        in out  # without keras_relu, Keras says only "could not be deserialized"
+    assert "retrain it: keras-relu retrain out/digits.best.yaml" in out
+    assert "Downloading artifacts" not in err  # MLflow's progress bar
     assert (workdir / "out" / "digits.keras").stat().st_size > 0
     client = MlflowClient(default_tracking_uri(workdir))
     versions = client.search_model_versions("name = 'digits-best'")

@@ -10,6 +10,7 @@ import socket
 
 from search import UsageError, runtime, stores
 from search.names import STORAGE_ENV
+from search.noise import hide_false_alarms
 
 
 def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=None,
@@ -38,9 +39,10 @@ def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=Non
             return
         if model:
             job["settings"]["model"] = model
-        _work(module, study, job, study_name, trials, timeout, tracking_uri,
-              parent_run_id or job.get("parent_run_id"),
-              worker_id or f"{socket.gethostname()}:{os.getpid()}")
+        with hide_false_alarms():
+            _work(module, study, job, study_name, trials, timeout, tracking_uri,
+                  parent_run_id or job.get("parent_run_id"),
+                  worker_id or f"{socket.gethostname()}:{os.getpid()}")
 
 
 def _storage_url(engine, storage):
