@@ -53,7 +53,7 @@ def variants(activations, cures=("none",)):
 class _TestScores:
     """A callback factory: after training, the model's scores on the held-out test set."""
 
-    def __init__(self, x_test, y_test, batch_size=256):
+    def __init__(self, data, batch_size=256):
         import keras
 
         outer = self
@@ -61,8 +61,9 @@ class _TestScores:
 
         class Evaluate(keras.callbacks.Callback):
             def on_train_end(self, logs=None):
-                outer.scores = self.model.evaluate(x_test, y_test, verbose=0,
-                                                   batch_size=batch_size, return_dict=True)
+                if data.has_test:
+                    outer.scores = self.model.evaluate(**data.evaluate_kwargs("test", batch_size),
+                                                       verbose=0, return_dict=True)
 
         self.callback = Evaluate()
 
@@ -160,7 +161,7 @@ def _train_all(c, tracker, out):
     runs, started = [], time.monotonic()
     for seed in range(c.seeds):
         for variant, config in c.variants.items():
-            test = _TestScores(c.data.x_test, c.data.y_test)
+            test = _TestScores(c.data)
             result = run_trial(config, c.data, c.settings(seed), number=0, engine="compare",
                                tracker=tracker, callbacks=[test.callback], build=c.build)
             run = {"index": len(runs), "variant": variant, "seed": seed, "state": result.state,

@@ -63,7 +63,7 @@ def check_study(study, top=3, seeds=5, epochs=None, output=OUTPUT, tracking_uri=
 
 
 def _comparison(best, record, trials, model, spec, seeds, epochs, keras):
-    from search import data as datasets
+    from search import sources
     from search.models import load_builder
     from search.trial import TrialSettings
 
@@ -71,16 +71,18 @@ def _comparison(best, record, trials, model, spec, seeds, epochs, keras):
         raise UsageError("the study's model was compiled with loss=/metrics= given from "
                          "Python; the check needs names Keras knows")
     targets = record.get("loss") is not None
-    data = datasets.load(spec, record["seed"], record.get("samples", 2000),
-                         record.get("features", 20), record.get("classes", 4), targets=targets)
+    data = sources.load(spec, seed=record["seed"], targets=targets, **{
+        k: record[k] for k in ("samples", "features", "classes", "batch_size", "image_size",
+                               "steps_per_epoch", "num_classes") if record.get(k) is not None})
     metric = record["metric"]
-    test = [f"test_{metric[4:]}"] if metric.startswith("val_") else []
+    test = [f"test_{metric[4:]}"] if metric.startswith("val_") and data.has_test else []
     variants = {f"trial-{t['number']}": t["config"] for t in trials}
     variants[BASELINE] = baseline(best.config)
     settings = dict(epochs=epochs, batch_size=record["batch_size"], seed=record["seed"],
                     metric=metric, loss=record.get("loss"), metrics=record.get("metrics"))
     return Comparison(
-        best.study_name, variants, seeds, data, load_builder(model),
+        best.study_name, variants, seeds, data,
+        load_builder(model, bool(record.get("reinitialize"))),
         lambda k: TrialSettings(trial_seed=SEED_BASE + k, **settings),
         metrics=(metric, *test, "dead_fraction", "dormant_fraction"),
         params={"study": best.study_name, "variants": list(variants), "seeds": seeds,

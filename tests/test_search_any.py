@@ -47,6 +47,19 @@ def test_pydataset_and_a_plain_factory(workdir):
     assert exported.predict(streamed_data.X[:3], verbose=0).shape == (3, 10)
 
 
+@one_pass("torch")
+def test_a_streamed_factory_winner_retrains_and_is_checked_over_seeds(workdir, capsys):
+    assert main(["search", "--data", f"{HELPERS}:pydatasets", "--model", f"{HELPERS}:mlp",
+                 "--study-name", "again", *FLAGS]) == 0
+    capsys.readouterr()
+    assert main(["retrain", "mlruns/best/again.yaml"]) == 0
+    assert "(the same)" in capsys.readouterr().out.splitlines()[-1]
+    assert main(["compare", "--study", "again", "--top", "1", "--seeds", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("relu-baseline") for line in lines)
+    assert "over fresh seeds" in lines[-1]
+
+
 def test_tf_data_pipelines_from_python_and_a_trained_keras_file(workdir):
     """Trial 0 starts from the file's weights: its scores before training are the file's."""
     model = streamed_data.mlp((64,), 10)
