@@ -10,7 +10,8 @@ import contextlib
 import dataclasses
 import warnings
 
-from search import UsageError, recovery, runtime, stores
+from search import UsageError, recovery, runtime, signals, stores
+from search.identity import data_identity
 from search.report import TrialSummary
 from search.settings import SearchSettings
 from search.tracking import resolve_tracking_uri
@@ -50,6 +51,7 @@ class SearchResult:
     parent_run_id: str
     total_trials: int
     columns: tuple = ()
+    controls: tuple = ()  # the study's control trials, one per label (all invocations)
 
     def best_model(self):
         """The best trial's fitted model, loaded through MLflow's Keras flavour."""
@@ -76,7 +78,7 @@ class SearchResult:
         title = "Pareto front:" if self.objective == "pareto" else "Best trials:"
         lines = [f"study {self.study_name!r}: {len(self.trials)} new trials, "
                  f"{self.total_trials} in all ({self.storage})", title, self.table()]
-        lines += [text for text in [controls(self.trials, self.metric)] if text]
+        lines += [text for text in [controls(self.controls, self.metric)] if text]
         if self.best and self.best[0].value is not None:
             top, test = self.best[0], self.metric.removeprefix("val_")
             held_out = (f", {test} {self.test_scores[test]:.4g} on the held-out test split"
@@ -139,11 +141,17 @@ class _Search:
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
-        stores.check_tracking_store(resolve_tracking_uri(settings.tracking_uri))  # in seconds
+        tracking_uri = resolve_tracking_uri(settings.tracking_uri)
+        stores.check_tracking_store(tracking_uri)  # in seconds
+        stores.check_separate(settings.storage, tracking_uri)
         self.settings = settings
         self.keras = runtime.import_keras(settings.backend)
-        self.build = load_builder(model)
-        self.space = _resolve_space(space, fix, choices, model_dims=model is None)
+        if settings.devices:
+            runtime.check_devices(settings.devices)  # a word if there is no such GPU
+        self.build, self.model = load_builder(model), model
+        from search.space import resolve_space  # (after Keras: it imports keras_relu)
+
+        self.space = resolve_space(space, fix, choices, model_dims=model is None)
         self.in_workers = settings.worker_count > 1 or self._renews_its_process(model)
         if self.in_workers:  # workers import the builder and load the data
             settings.model = reference(model)
@@ -187,20 +195,23 @@ class _Search:
         from search import engines
         from search.tracking import Tracker
 
-        engine = engines.load(self.settings.engine)
-        study = engine.open_search(self.settings, self.study_name, self.space, self.settings.dataset)
-        tracker = Tracker(resolve_tracking_uri(self.settings.tracking_uri), self.study_name)
-        recovery.close_dead(study, tracker)  # a resume: what a killed search left RUNNING
-        self._start_parent(tracker, *engine.describe(self.settings, study))
+        engine, tracker = engines.load(self.settings.engine), None
         try:
-            with runtime.sigterm_as_interrupt():
-                result = self._trials(engine, study, tracker, progress)
+            with signals.sigterm_as_interrupt():
+                with signals.deferred_interrupts():  # the study and parent run made whole
+                    study = engine.open_search(self.settings, self.study_name, self.space,
+                                               data_identity(self.settings.dataset))
+                    tracker = Tracker(resolve_tracking_uri(self.settings.tracking_uri),
+                                      self.study_name)
+                    recovery.close_dead(study, tracker)  # a resume: what a killed one left
+                    self._start_parent(tracker, *engine.describe(self.settings, study))
+                return self._trials(engine, study, tracker, progress)
         except BaseException as err:
-            with contextlib.suppress(Exception):  # the error itself is what to report
-                tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt)
-                                      else "FAILED")
+            if tracker is not None and tracker.parent_id:
+                with contextlib.suppress(Exception):  # the error itself is what to report
+                    tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt)
+                                          else "FAILED")
             raise
-        return result
 
     def _start_parent(self, tracker, where, chosen):
         s = self.settings
@@ -228,13 +239,10 @@ class _Search:
                 ran.append(TrialSummary.of(trial))
                 bar.on_trial(ran[-1])
 
+            engine.store_job(study, self._job(tracker))  # for `keras-relu worker`, any time
             if self.in_workers:
                 from search import parallel
 
-                engine.store_job(study, {"settings": {**s.to_dict(), "backend":
-                                                      self.keras.backend.backend()},
-                                         "space": self.space.to_dict(),
-                                         "parent_run_id": tracker.parent_id})
                 parallel.launch(s.engine, study, s, tracker, on_trial)
             else:
                 engine.optimize(study, self.space, self.data, s.trial_settings(), tracker,
@@ -242,13 +250,33 @@ class _Search:
                                 worker=runtime.process_id())  # a resume knows if it died
         return self._conclude(engine, study, tracker, ran)
 
+    def _job(self, tracker):
+        """What a worker process needs to join the study (settings, space, parent run),
+        or why none can (then `keras-relu worker` says so)."""
+        from search.models import reference
+
+        s = self.settings
+        try:
+            if s.dataset.startswith("arrays-"):
+                raise UsageError("its data are arrays in the memory of the search's process "
+                                 "(search.run(workers=N) saves them for workers)")
+            settings = {**s.to_dict(), "model": s.model or reference(self.model),
+                        "backend": self.keras.backend.backend()}
+        except UsageError as err:
+            if self.in_workers:
+                raise
+            return {"unjoinable": str(err)}
+        return {"settings": settings, "space": self.space.to_dict(),
+                "parent_run_id": tracker.parent_id}
+
     def _conclude(self, engine, study, tracker, ran):
         """Rank, evaluate the winner on the test split, log artifacts, close the parent."""
         from search import winner
         from search.artifacts import log_search_artifacts
-        from search.report import best_summary, searched, table
+        from search.report import best_summary, one_per_control, searched, table
 
         s = self.settings
+        finished = engine.finished_trials(study)
         best = [TrialSummary.of(t) for t in engine.best_trials(study)]
         if s.objective == "pareto":  # the front, ranked by the metric
             sign = -1 if s.chosen_direction == "maximize" else 1
@@ -264,22 +292,5 @@ class _Search:
         return SearchResult(best, ran, scores, model_uri,
                             str(config_path) if config_path else None, self.study_name,
                             s.engine, s.objective, s.metric, self.where, tracker.uri,
-                            tracker.parent_id, len(engine.finished_trials(study)), columns)
-
-
-def _resolve_space(space, fix, choices, model_dims=True):
-    """A `Space` from a Space, a file path or a mapping (None: the default), then fix and
-    choices applied."""
-    from search.dims import load_space_file
-    from search.space import Space, default_space
-
-    if space is None:
-        resolved = default_space(model_dims)
-    elif isinstance(space, Space):
-        resolved = space
-    elif isinstance(space, dict):
-        resolved = default_space(model_dims).with_overrides(space, "space")
-    else:
-        resolved = default_space(model_dims).with_overrides(load_space_file(space),
-                                                            f"space file {space}")
-    return resolved.with_cli(fix, choices)
+                            tracker.parent_id, len(finished), columns,
+                            tuple(one_per_control(TrialSummary.of(t) for t in finished)))

@@ -13,7 +13,7 @@ import contextlib
 import pathlib
 import time
 
-from search import UsageError, runtime
+from search import UsageError, runtime, signals
 from search.compare_stats import METRICS, bar_plot, mean_ci, summarise, table, write_csv
 from search.scenarios import ACTIVATIONS
 
@@ -91,7 +91,7 @@ def run_compare(scenario="digits-deep-mlp", activations=ACTIVATIONS, cures=("non
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tracker.client.update_run(tracker.parent_id, name=f"compare-{scenario.name}-{stamp}")
     try:
-        with runtime.sigterm_as_interrupt():
+        with signals.sigterm_as_interrupt():
             runs = _train_all(scenario, chosen, seeds, epochs, data, (x_test, y_test),
                               tracker, out)
             rows = summarise(runs, chosen)

@@ -19,6 +19,7 @@ import keras
 import keras_relu
 from search.builders import Cures, build_default
 from search.optimizers import compile_model
+from search.signals import stop_reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +124,9 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
         state, reason = "failed", str(err)
     except pruned_errors as err:
         state, reason = "pruned", str(err) or "pruned"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if run:
-            run.finish("interrupted", "interrupted by the user")
+            run.finish("interrupted", stop_reason(err))
         raise
     except BaseException as err:
         if run:
