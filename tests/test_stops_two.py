@@ -98,7 +98,7 @@ def test_two_first_uses_of_fresh_postgresql_stores_at_once_item_3(tmp_path, pg_n
         assert {"s0", "s1"} <= names, (round_, names)
 
 
-@one_pass("jax")
+@one_pass("tensorflow")
 def test_a_query_string_password_is_never_shown_nor_stored_item_5(tmp_path, pg_database):
     name = f"query-{uuid.uuid4().hex[:6]}"
     storage = pg_database.replace(f":{PASSWORD}@", "@") + f"?password={PASSWORD}"
