@@ -61,20 +61,20 @@ def sigterm_as_interrupt():
 
 @contextlib.contextmanager
 def deferred_interrupts():
-    """A first SIGINT or SIGTERM inside the block waits for its end (a second one does
-    not), so that what the block writes to the stores (a new study and its control
-    trials, the parent run) is made whole or not begun; in the main thread, for signals
-    that raise KeyboardInterrupt here."""
+    """A first SIGINT, SIGTERM or SIGHUP (a launcher gone) inside the block waits for its
+    end, then stops as it would have (a second one does not wait), so that what the block
+    writes to the stores (a new study and its control trials, the parent run, a trial's
+    run) is made whole or not begun; in the main thread, for the signals that stop here."""
     got = []
 
     def later(signum, frame):
         if got:
-            raise KeyboardInterrupt
+            previous[signum](signum, frame)
         got.append(signum)
 
     previous = {}
     if _main_thread():
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
                     if callable(signal.getsignal(s))}  # not one ignored or left by default
     for signum in previous:
         signal.signal(signum, later)
@@ -84,7 +84,7 @@ def deferred_interrupts():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if got:
-        raise KeyboardInterrupt
+        previous[got[0]](got[0], None)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import keras
 import keras_relu
 from search.builders import Cures, build_default
 from search.optimizers import compile_model
-from search.signals import stop_reason
+from search.signals import deferred_interrupts, stop_reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,19 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     """
     params = {**config, "epochs": settings.epochs, "batch_size": settings.batch_size,
               "seed": settings.seed, "dataset": data.name}
-    run = tracker.start_child(number, engine, params) if tracker else None
+    with deferred_interrupts():  # a run that is made is a run that is closed
+        run = tracker.start_child(number, engine, params) if tracker else None
+    try:
+        return _attempt(config, data, settings, run, number, callbacks, pruned_errors, build,
+                        keep_model)
+    except KeyboardInterrupt as err:  # in the fit, its clean-up, or after the run was closed
+        if run:
+            run.finish("interrupted", stop_reason(err))
+        raise
+
+
+def _attempt(config, data, settings, run, number, callbacks, pruned_errors, build, keep_model):
+    """`run_trial` once its run exists (an interruption is `run_trial`'s to record)."""
     recorder = _Recorder(run.log_epoch if run else None)
     keras.utils.set_random_seed(settings.seed + number)
     state, reason, model, uri, watchers = "complete", "", None, None, ()
@@ -124,9 +136,7 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
         state, reason = "failed", str(err)
     except pruned_errors as err:
         state, reason = "pruned", str(err) or "pruned"
-    except KeyboardInterrupt as err:
-        if run:
-            run.finish("interrupted", stop_reason(err))
+    except KeyboardInterrupt:
         raise
     except BaseException as err:
         if run:

@@ -179,9 +179,9 @@ def test_workers_stop_when_their_launcher_is_killed_item_11(tmp_path):
     workers = [pid for pid, cmd in descendants(proc.pid).items() if " worker " in cmd]
     assert len(workers) == 2, workers
     try:
-        proc.kill()  # SIGKILL: it closes nothing and tells no one
-        finish(proc)
         killed = time.monotonic()
+        proc.kill()  # SIGKILL: it closes nothing and tells no one
+        finish(proc, timeout=60)  # (its pipes close when the workers, which share them, end)
         wait_for(lambda: all(start_time(pid) is None for pid in workers), None, 60,
                  "the workers to stop")
         print(f"\nworkers stopped {time.monotonic() - killed:.1f} s after their launcher")

@@ -207,13 +207,17 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
     multi = len(study.directions) > 1
 
     def objective(trial):
+        ended = {}  # the attempt's run, once the trial runner closed it
         try:
-            return run(trial)
+            return run(trial, ended)
         except KeyboardInterrupt as err:  # Optuna fails the trial and re-raises
             trial.set_user_attr("reason", stop_reason(err))
+            if ended.get("run_id"):  # a failed trial's run is not FINISHED
+                tracker.submit(tracker.close_run, ended["run_id"], "KILLED", "interrupted",
+                               stop_reason(err))
             raise
 
-    def run(trial):
+    def run(trial, ended):
         if worker:
             trial.set_user_attr("worker", worker)
         config = suggest(trial, space)
@@ -223,6 +227,7 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
                            tracker=tracker, callbacks=pruning, pruned_errors=(optuna.TrialPruned,),
                            keep_model=lambda value: improves(study, value),
                            **({"build": build} if build else {}))
+        ended["run_id"] = result.run_id
         for key in ("value", "dead_fraction", "val_accuracy", "run_id", "model_uri"):
             if getattr(result, key) is not None:
                 trial.set_user_attr(key, getattr(result, key))
