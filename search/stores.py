@@ -196,7 +196,8 @@ def check_separate(storage, tracking_uri):
     if not storage or "://" not in storage:
         return
     first, second = _database(storage), _database(tracking_uri)
-    if first and first == second:
+    if first and second and first[0] == second[0] and first[2:] == second[2:] \
+            and (first[1] & second[1] or first[1] == second[1]):  # a host address in common
         raise UsageError(f"--storage {mask_text(storage)} and the MLflow tracking store "
                          f"{mask_text(tracking_uri)} are one database; the study and the runs "
                          "need two (e.g. .../optuna and .../mlflow)")

@@ -126,10 +126,10 @@ def test_ctrl_c_during_the_controls_then_a_resume_that_runs_them_all_items_9_and
     worker at most; the resume runs the controls that never ended first, and its report
     lists them all (three in this space: relu, sugar_bsilu, relu+residual)."""
     storage = engine.open_storage(str(tmp_path / JOURNAL))
-    args = ["--workers", "2", "--epochs", "6", "--batch-size", "128", "--pruner", "none",
+    args = ["--epochs", "6", "--batch-size", "128", "--pruner", "none",
             "--fix", "recycle_every=2", "--fix", "initializer=he_normal"]
     labels = {"relu", "sugar_bsilu", "relu+residual"}
-    proc = start([*args, "--trials", "4"], tmp_path)
+    proc = start([*args, "--workers", "2", "--trials", "4"], tmp_path)
     wait_for(lambda: len(trained_an_epoch(storage, "digits")) == 2, proc, what="two epochs")
     proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
@@ -139,7 +139,7 @@ def test_ctrl_c_during_the_controls_then_a_resume_that_runs_them_all_items_9_and
     lost = [t.user_attrs["control"] for t in trials(storage, "digits") if t.state == State.FAIL]
     assert sorted(lost) == ["relu", "sugar_bsilu"], lost
 
-    code, out, err = finish(start([*args, "--trials", "3"], tmp_path))
+    code, out, err = finish(start([*args, "--trials", "3"], tmp_path))  # in one process
     assert code == 0, err[-3000:]
     ended = {t.user_attrs["control"] for t in trials(storage, "digits")
              if t.state == State.COMPLETE and "control" in t.user_attrs}
