@@ -241,21 +241,6 @@ def _parse_spec(name, base, spec, source):
     return parse_dim(name, spec, base, domain_of(base, DOMAINS.get(name)), source)
 
 
-def resolve_space(space, fix, choices, model_dims=True):
-    """A `Space` from a Space, a file path or a mapping (None: the default), then fix and
-    choices applied."""
-    if space is None:
-        resolved = default_space(model_dims)
-    elif isinstance(space, Space):
-        resolved = space
-    elif isinstance(space, dict):
-        resolved = default_space(model_dims).with_overrides(space, "space")
-    else:
-        resolved = default_space(model_dims).with_overrides(load_space_file(space),
-                                                            f"space file {space}")
-    return resolved.with_cli(fix, choices)
-
-
 def build_space(space_file=None, fixes=(), choices=()):
     """The default space, overridden by a space file, then by --fix and --choices."""
     return resolve_space(space_file, fixes, choices)
