@@ -109,7 +109,7 @@ class _Search:
         from search.space import resolve_space
 
         self.build = load_builder(model, settings.reinitialize)
-        self.model = winner.model_record(model)  # what best.yaml will say
+        self.model, self.model_record = model, winner.model_record(model)  # best.yaml's
         self.space = applicable(resolve_space(space, fix, choices, model_dims=model is None),
                                 self.build, settings.reinitialize)
         streamed = any(is_pipeline(a) for a in arrays)
@@ -189,7 +189,7 @@ class _Search:
         tracker.start_parent(
             params={"engine": s.engine, "dataset": s.dataset, "objective": s.objective,
                     "metric": s.metric, "direction": s.chosen_direction,
-                    "model": self.model,
+                    "model": self.model_record,
                     **chosen, "trials": s.trials, "timeout": s.timeout, "epochs": s.epochs,
                     "batch_size": s.batch_size, "seed": s.seed, "trial_seed": s.trial_seed,
                     "backend": self.keras.backend.backend(),
@@ -230,6 +230,9 @@ class _Search:
             if s.dataset.startswith("arrays-"):
                 raise UsageError("its data are arrays in the memory of the search's process "
                                  "(search.run(workers=N) saves them for workers)")
+            if s.dataset.startswith("pipeline-"):
+                raise UsageError("its data are pipelines in the memory of the search's "
+                                 "process; give them as dataset='data:module:function'")
             settings = {**s.to_dict(), "model": s.model or reference(self.model),
                         "backend": self.keras.backend.backend()}
         except UsageError as err:
@@ -254,7 +257,8 @@ class _Search:
         scores, config_path, model_uri = {}, None, None
         if best:
             scores, config_path, model_uri = winner.conclude(
-                tracker, best[0], self.data, s, self.model, self.keras.backend.backend(), best)
+                tracker, best[0], self.data, s, self.model_record, self.keras.backend.backend(),
+                best)
         columns = searched(self.space)
         log_search_artifacts(tracker, engine.as_optuna_study(study))
         tracker.finish_parent("FINISHED", best_summary(best, s.metric),
