@@ -45,21 +45,36 @@ def quiet_native_logs():
 
 
 def import_quietly():
-    """Import Keras, and TensorFlow where it is installed, with their start-up lines
-    hidden; TensorFlow logs at `TF_CPP_MIN_LOG_LEVEL`, 3 (errors hidden too) unless set."""
-    import importlib.util
-
+    """Import Keras with its start-up lines hidden (on the TensorFlow backend, TensorFlow's
+    too); TensorFlow logs at `TF_CPP_MIN_LOG_LEVEL`, 3 (errors hidden too) unless set."""
     if "tensorflow" in sys.modules:  # imported before us, at the level of that moment
         _log_level[0] = _level(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_native_logs():
         import keras
-
-        if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow"):
-            import tensorflow  # noqa: F401  (Keras would, later and loudly)
-
-            _log_level[0] = _level(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    _note_tensorflow()
     return keras
+
+
+def seed_quietly(seed):
+    """`keras.utils.set_random_seed(seed)`. On any backend it seeds TensorFlow too, where
+    installed, and its first call imports it: that import's lines are hidden. (Importing
+    TensorFlow up front instead, before KerasTuner, crashed JAX processes on Ctrl-C.)"""
+    import importlib.util
+
+    import keras
+
+    if "tensorflow" in sys.modules or not importlib.util.find_spec("tensorflow"):
+        keras.utils.set_random_seed(seed)
+        return
+    with quiet_native_logs():
+        keras.utils.set_random_seed(seed)
+    _note_tensorflow()
+
+
+def _note_tensorflow():
+    if "tensorflow" in sys.modules and _log_level[0] is None:
+        _log_level[0] = _level(os.environ["TF_CPP_MIN_LOG_LEVEL"])
 
 
 def _level(text):

@@ -19,6 +19,7 @@ import keras
 
 import keras_relu
 from search.builders import Cures, build_default
+from search.noise import seed_quietly
 from search.optimizers import compile_model
 from search.signals import deferred_interrupts, stop_reason
 
@@ -132,7 +133,7 @@ def _attempt(config, data, settings, run, number, seed, callbacks, pruned_errors
              keep_model):
     """`run_trial` once its run exists (an interruption is `run_trial`'s to record)."""
     recorder = _Recorder(run.log_epoch if run else None)
-    keras.utils.set_random_seed(seed)  # before the model is built: weights, data order
+    seed_quietly(seed)  # before the model is built: weights, data order
     state, reason, model, uri, watchers = "complete", "", None, None, ()
     try:
         model, watchers = _fit(Cures(config), data, settings, build, recorder, callbacks, run,
