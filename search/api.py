@@ -10,7 +10,8 @@ import contextlib
 import dataclasses
 import warnings
 
-from search import UsageError, recovery, runtime, stores
+from search import UsageError, recovery, runtime, signals, stores
+from search.identity import data_identity
 from search.report import TrialSummary
 from search.result import SearchResult
 from search.settings import SearchSettings
@@ -93,13 +94,17 @@ class _Search:
 
         if arrays[0] is None:
             datasets.check_spec(settings.dataset)
-        stores.check_tracking_store(resolve_tracking_uri(settings.tracking_uri))  # in seconds
+        tracking_uri = resolve_tracking_uri(settings.tracking_uri)
+        stores.check_tracking_store(tracking_uri)  # in seconds
+        stores.check_separate(settings.storage, tracking_uri)
         self.settings = settings
         # A device list pins each worker to its GPU (CUDA_VISIBLE_DEVICES), even a lone one.
         pinned = settings.worker_count > 1 or bool(runtime.parse_devices(settings.devices))
         if pinned:
             runtime.share_gpus()  # before this process's backend takes a GPU's memory
         self.keras = runtime.import_keras(settings.backend)
+        if settings.devices:
+            runtime.check_devices(settings.devices)  # a word if there is no such GPU
         from search.finished import applicable  # Keras (keras_relu) after the backend is set
         from search.space import resolve_space
 
@@ -160,20 +165,23 @@ class _Search:
         from search import engines
         from search.tracking import Tracker
 
-        engine = engines.load(self.settings.engine)
-        study = engine.open_search(self.settings, self.study_name, self.space, self.settings.dataset)
-        tracker = Tracker(resolve_tracking_uri(self.settings.tracking_uri), self.study_name)
-        recovery.close_dead(study, tracker)  # a resume: what a killed search left RUNNING
-        self._start_parent(tracker, *engine.describe(self.settings, study))
+        engine, tracker = engines.load(self.settings.engine), None
         try:
-            with runtime.sigterm_as_interrupt():
-                result = self._trials(engine, study, tracker, progress)
+            with signals.sigterm_as_interrupt():
+                with signals.deferred_interrupts():  # the study and parent run made whole
+                    study = engine.open_search(self.settings, self.study_name, self.space,
+                                               data_identity(self.settings.dataset))
+                    tracker = Tracker(resolve_tracking_uri(self.settings.tracking_uri),
+                                      self.study_name)
+                    recovery.close_dead(study, tracker)  # a resume: what a killed one left
+                    self._start_parent(tracker, *engine.describe(self.settings, study))
+                return self._trials(engine, study, tracker, progress)
         except BaseException as err:
-            with contextlib.suppress(Exception):  # the error itself is what to report
-                tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt)
-                                      else "FAILED")
+            if tracker is not None and tracker.parent_id:
+                with contextlib.suppress(Exception):  # the error itself is what to report
+                    tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt)
+                                          else "FAILED")
             raise
-        return result
 
     def _start_parent(self, tracker, where, chosen):
         s = self.settings
@@ -201,13 +209,10 @@ class _Search:
                 ran.append(TrialSummary.of(trial))
                 bar.on_trial(ran[-1])
 
+            engine.store_job(study, self._job(tracker))  # for `keras-relu worker`, any time
             if self.in_workers:
                 from search import parallel
 
-                engine.store_job(study, {"settings": {**s.to_dict(), "backend":
-                                                      self.keras.backend.backend()},
-                                         "space": self.space.to_dict(),
-                                         "parent_run_id": tracker.parent_id})
                 parallel.launch(s.engine, study, s, tracker, on_trial)
             else:
                 engine.optimize(study, self.space, self.data, s.trial_settings(), tracker,
@@ -215,13 +220,33 @@ class _Search:
                                 worker=runtime.process_id())  # a resume knows if it died
         return self._conclude(engine, study, tracker, ran)
 
+    def _job(self, tracker):
+        """What a worker process needs to join the study (settings, space, parent run),
+        or why none can (then `keras-relu worker` says so)."""
+        from search.models import reference
+
+        s = self.settings
+        try:
+            if s.dataset.startswith("arrays-"):
+                raise UsageError("its data are arrays in the memory of the search's process "
+                                 "(search.run(workers=N) saves them for workers)")
+            settings = {**s.to_dict(), "model": s.model or reference(self.model),
+                        "backend": self.keras.backend.backend()}
+        except UsageError as err:
+            if self.in_workers:
+                raise
+            return {"unjoinable": str(err)}
+        return {"settings": settings, "space": self.space.to_dict(),
+                "parent_run_id": tracker.parent_id}
+
     def _conclude(self, engine, study, tracker, ran):
         """Rank, evaluate the winner on the test split, log artifacts, close the parent."""
         from search import winner
         from search.artifacts import log_search_artifacts
-        from search.report import best_summary, searched, table
+        from search.report import best_summary, one_per_control, searched, table
 
         s = self.settings
+        finished = engine.finished_trials(study)
         best = [TrialSummary.of(t) for t in engine.best_trials(study)]
         if s.objective == "pareto":  # the front, ranked by the metric
             sign = -1 if s.chosen_direction == "maximize" else 1
@@ -237,5 +262,5 @@ class _Search:
         return SearchResult(best, ran, scores, model_uri,
                             str(config_path) if config_path else None, self.study_name,
                             s.engine, s.objective, s.metric, self.where, tracker.uri,
-                            tracker.parent_id, len(engine.finished_trials(study)), columns,
-                            self.data.has_test)
+                            tracker.parent_id, len(finished), columns, self.data.has_test,
+                            tuple(one_per_control(TrialSummary.of(t) for t in finished)))

@@ -79,25 +79,9 @@ def _retrain(args):
 
 
 def _best(args):
-    from search import runtime, winner
+    from search.winner import show_best
 
-    runtime.import_keras()  # quietly, before MLflow brings it
-
-    best = winner.find(args.study_name, args.tracking_uri)
-    print(f"study {best.study_name!r}: best trial {best.number} (run {best.run_id})")
-    for key, value in sorted(best.metrics.items()):
-        if key.startswith("best_") and key != "best_trial":
-            print(f"  {key} {value:.4g}")
-    print("config: " + ", ".join(f"{k}={v}" for k, v in best.config.items()))
-    print(f"model: {best.model_uri}")
-    keras_file, config = winner.export(best, args.output, args.tracking_uri)
-    print(f"wrote {keras_file} and {config}")
-    print(f"load it: {winner.load_line(keras_file, best.record)}")
-    if best.record:
-        print(f"retrain it: keras-relu retrain {config}")
-    if args.register_model:
-        version = winner.register(best, args.register_model, args.tracking_uri)
-        print(f"registered {args.register_model!r} version {version}")
+    show_best(**_keywords(args, show_best))
 
 
 def _inspect(args):
@@ -129,7 +113,21 @@ def _installed(name):
 
 
 def main(argv=None):
-    """Entry point of the `keras-relu` console script; returns the exit status."""
+    """Entry point of the `keras-relu` console script; returns the exit status. SIGTERM
+    stops a command like Ctrl-C from its first moment (exit 130), and every line it
+    prints has URL passwords masked (`search.secrets.MaskedStream`)."""
+    from search.signals import interrupts_never_lost, sigterm_as_interrupt
+    from search.secrets import masked_output
+
+    with masked_output(), sigterm_as_interrupt(), interrupts_never_lost():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:
+            print("keras-relu: interrupted", file=sys.stderr)
+            return 130
+
+
+def _main(argv):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -151,9 +149,6 @@ def main(argv=None):
     except UsageError as err:
         print(f"keras-relu {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("keras-relu: interrupted", file=sys.stderr)
-        return 130
     except Exception as err:
         from search.secrets import mask_text
 

@@ -14,7 +14,7 @@ import dataclasses
 import pathlib
 import time
 
-from search import UsageError, runtime
+from search import UsageError, runtime, signals
 from search.compare_stats import METRICS, bar_plot, mean_ci, summarise, table, write_csv
 from search.scenarios import ACTIVATIONS
 
@@ -135,7 +135,7 @@ def train_and_report(comparison, output=OUTPUT, tracking_uri=None, out=print, he
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tracker.client.update_run(tracker.parent_id, name=f"compare-{c.name}-{stamp}")
     try:
-        with runtime.sigterm_as_interrupt(), hide_false_alarms():
+        with signals.sigterm_as_interrupt(), hide_false_alarms():
             runs = _train_all(c, tracker, out)
             rows = summarise(runs, c.variants, c.metrics)
             paths = _write_outputs(c.name, rows, runs, output,

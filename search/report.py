@@ -103,10 +103,22 @@ def best_summary(best, metric):
             "params": top.config}
 
 
+def one_per_control(trials):
+    """Of the control trials among `trials` (summaries), one per label: its last attempt
+    that ran to an end (complete or pruned), else its last one; in label order of
+    first appearance."""
+    chosen = {}
+    for t in sorted((t for t in trials if t.control), key=lambda t: t.number):
+        kept = chosen.get(t.control)
+        if kept is None or t.state != "failed" or kept.state == "failed":
+            chosen[t.control] = t
+    return list(chosen.values())
+
+
 def controls(trials, metric="val_accuracy"):
     """Lines on the control trials among `trials`: each cure against plain ReLU on the
     same deep, narrow model (empty when there are none)."""
-    shown = [t for t in trials if t.control]
+    shown = one_per_control(trials)
     if not shown:
         return ""
     lines = ["Control trials (the same deep, narrow model; where ReLU units die):"]

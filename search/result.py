@@ -36,6 +36,7 @@ class SearchResult:
     total_trials: int
     columns: tuple = ()
     has_test: bool = True  # False: pipelines without a test split, no held-out score
+    controls: tuple = ()  # the study's control trials, one per label (all invocations)
 
     def best_model(self):
         """The best trial's fitted model, loaded through MLflow's Keras flavour."""
@@ -66,7 +67,7 @@ class SearchResult:
         title = "Pareto front:" if self.objective == "pareto" else "Best trials:"
         lines = [f"study {self.study_name!r}: {len(self.trials)} new trials, "
                  f"{self.total_trials} in all ({self.storage})", title, self.table()]
-        lines += [text for text in [controls(self.trials, self.metric)] if text]
+        lines += [text for text in [controls(self.controls, self.metric)] if text]
         if self.best and self.best[0].value is not None:
             top, test = self.best[0], self.metric.removeprefix("val_")
             held_out = (f", {test} {self.test_scores[test]:.4g} on the held-out test split"

@@ -1,7 +1,7 @@
 """Process-level helpers shared by the search, its launchers and its workers.
 
-Keras' quiet import (`search.noise`), the mixed-precision policy, CPU thread
-limits, device lists, SIGTERM handling, and starting and stopping worker processes.
+Keras' quiet import (`search.noise`), the mixed-precision policy, CPU thread limits,
+device lists, and starting and stopping worker processes (how they stop: `search.signals`).
 Written once, used by both launchers (`search.parallel.optuna`, `search.parallel.kerastuner`).
 """
 
@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from search import UsageError
+from search.signals import LAUNCHER_ENV
 
 THREADS_ENV = "KERAS_RELU_THREADS"
 # TensorFlow keeps every fit's traced graphs (a Python/C++ reference cycle that gc cannot
@@ -109,6 +110,40 @@ def parse_devices(text):
     return devices
 
 
+def gpu_count():
+    """The GPUs the Keras backend sees here (0 without any, or on failure)."""
+    import keras
+
+    try:
+        if keras.backend.backend() == "torch":  # Keras' distribution API lacks torch
+            import torch
+
+            return torch.cuda.device_count()
+        return len(keras.distribution.list_devices("gpu"))
+    except Exception:  # JAX raises when it has no GPU platform
+        return 0
+
+
+def check_devices(text):
+    """Warn when `--devices` names GPUs that the backend does not see here (the workers
+    would run on the CPU, or share the GPUs there are)."""
+    import warnings
+
+    indices = [int(d) for d in parse_devices(text) if d.isdigit()]
+    if not indices:
+        return
+    count = gpu_count()
+    missing = [i for i in indices if i >= count]
+    if missing:
+        import keras
+
+        seen = "no GPU" if count == 0 else f"{count} GPU(s)"
+        warnings.warn(f"--devices {text}: Keras on {keras.backend.backend()} sees {seen} "
+                      f"here (no GPU {', '.join(map(str, missing))}); "
+                      + ("the workers run on the CPU" if count == 0 else
+                         "those workers run on the CPU"), stacklevel=2)
+
+
 def worker_count(workers, devices):
     """Worker processes: as asked, else one per device, else one."""
     return workers or len(parse_devices(devices)) or 1
@@ -171,7 +206,8 @@ def worker_env(workers, backend, tracking_uri):
     threads = max(1, (os.cpu_count() or 1) // workers)
     path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
     return {**SHARED_GPU_ENV, **os.environ, **thread_env(threads, backend),
-            "KERAS_BACKEND": backend, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path}
+            "KERAS_BACKEND": backend, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path,
+            LAUNCHER_ENV: str(os.getpid())}  # it stops when this process dies
 
 
 def worker_command(*args):
@@ -214,30 +250,3 @@ def describe_exit(code):
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
-
-
-def honour_sigint():
-    """Make SIGINT raise KeyboardInterrupt even if this process inherited it ignored (a
-    shell starts background jobs so): launchers stop their workers with SIGINT."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt inside the block, so it stops like Ctrl-C (in the
-    main thread; elsewhere Python allows no signal handler and nothing changes)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -19,7 +19,8 @@ from search.optimizers import CLIPPINGS, OPTIMIZERS, SCHEDULES
 
 RECYCLES = ("none", "redo")  # redo: keras_relu.ReDo every `recycle_every` epochs
 
-__all__ = ["Choice", "Fixed", "Float", "Int", "Space", "DOMAINS", "default_space", "build_space"]
+__all__ = ["Choice", "Fixed", "Float", "Int", "Space", "DOMAINS", "default_space", "build_space",
+           "resolve_space"]
 
 # What each dimension may take: the valid values, or a Number.
 DOMAINS = {
@@ -110,7 +111,17 @@ class Space:
         for dim in self.dims:
             if dim.name == name:
                 return dim
-        raise UsageError(f"unknown search dimension {name!r}; valid: {', '.join(self.names)}")
+        raise self.unknown(name)
+
+    def unknown(self, name, source=None):
+        """The `UsageError` for a dimension `name` this space lacks: the closest valid
+        name, and all of them."""
+        import difflib
+
+        close = difflib.get_close_matches(str(name), self.names, n=1)
+        return UsageError(f"{source + ': ' if source else ''}unknown search dimension {name!r}"
+                          f"{f' (did you mean {close[0]}?)' if close else ''}; valid: "
+                          f"{', '.join(self.names)}")
 
     @property
     def names(self):
@@ -144,13 +155,16 @@ class Space:
                 )
         return space
 
-    def with_overrides(self, spec, source="space file"):
+    def with_overrides(self, spec, source="space file", new_names=True):
         """Apply a mapping {name: value | [choices] | {value} | {choices} | {low, high, log}},
-        each optionally with `when: {parent: [values]}`; a new name adds a dimension."""
+        each optionally with `when: {parent: [values]}`; a new name adds a dimension
+        (`new_names=False`: is refused, as for the built-in model, which reads no other)."""
         if not isinstance(spec, dict):
             raise UsageError(f"{source}: expected a mapping of dimension names, got {type(spec).__name__}")
         new_dims = {}
         for name, value in spec.items():
+            if not new_names and name not in self.names:
+                raise self.unknown(name, source)
             base = self[name] if name in self.names else None
             new_dims[str(name)] = _parse_spec(str(name), base, value, source)
         return self.replace(new_dims, source)
@@ -242,6 +256,11 @@ def _parse_spec(name, base, spec, source):
     return parse_dim(name, spec, base, domain_of(base, DOMAINS.get(name)), source)
 
 
+def build_space(space_file=None, fixes=(), choices=()):
+    """The default space, overridden by a space file, then by --fix and --choices."""
+    return resolve_space(space_file, fixes, choices)
+
+
 def resolve_space(space, fix, choices, model_dims=True):
     """A `Space` from a Space, a file path or a mapping (None: the default), then fix and
     choices applied."""
@@ -249,17 +268,9 @@ def resolve_space(space, fix, choices, model_dims=True):
         resolved = default_space(model_dims)
     elif isinstance(space, Space):
         resolved = space
-    elif isinstance(space, dict):
-        resolved = default_space(model_dims).with_overrides(space, "space")
+    elif isinstance(space, dict):  # the built-in model (model_dims) reads no other names
+        resolved = default_space(model_dims).with_overrides(space, "space", not model_dims)
     else:
-        resolved = default_space(model_dims).with_overrides(load_space_file(space),
-                                                            f"space file {space}")
+        resolved = default_space(model_dims).with_overrides(
+            load_space_file(space), f"space file {space}", not model_dims)
     return resolved.with_cli(fix, choices)
-
-
-def build_space(space_file=None, fixes=(), choices=()):
-    """The default space, overridden by a space file, then by --fix and --choices."""
-    space = default_space()
-    if space_file:
-        space = space.with_overrides(load_space_file(space_file), f"space file {space_file}")
-    return space.with_cli(fixes, choices)

@@ -159,8 +159,12 @@ class Tracker:
                  f"tags.`mlflow.parentRunId` = '{self.parent_id}'")
         for run in self.client.search_runs([self.experiment_id], filter_string=query):
             if run.info.status == "RUNNING":
-                self.log(run.info.run_id, tags={"state": state, "reason": reason})
-                self.client.set_terminated(run.info.run_id, status)
+                self.close_run(run.info.run_id, status, state, reason)
+
+    def close_run(self, run_id, status, state, reason=""):
+        """End run `run_id` with MLflow `status`, and our `state` and `reason` tags."""
+        self.log(run_id, tags={"state": state, **({"reason": reason[:5000]} if reason else {})})
+        self.client.set_terminated(run_id, status)
 
     def finish_parent(self, status, best=None, summary=None):
         """Wait for the trials' writes, then close the parent run with the best trial
@@ -294,11 +298,7 @@ class ChildRun:
         return info.model_uri
 
     def finish(self, state, reason=""):
-        tags = {"state": state, **({"reason": reason[:5000]} if reason else {})}
-
-        def close():
-            self.tracker.log(self.run_id, tags=tags)
-            self.tracker.client.set_terminated(self.run_id, STATUS.get(state, "FAILED"))
-
-        self.tracker.submit(close)
-
+        """Close the run in the writer thread: `state` (complete, pruned, failed or
+        interrupted, the last one's status wins) and `reason` as tags."""
+        self.tracker.submit(lambda: self.tracker.close_run(self.run_id, STATUS.get(state, "FAILED"),
+                                                           state, reason))

@@ -20,6 +20,7 @@ import keras
 import keras_relu
 from search.builders import Cures, build_default
 from search.optimizers import compile_model
+from search.signals import deferred_interrupts, stop_reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,20 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     seed = settings.seed_for(number)
     params = {**config, "epochs": settings.epochs, "batch_size": settings.batch_size,
               "seed": settings.seed, "trial_seed": seed, "dataset": data.name}
-    run = tracker.start_child(number, engine, params) if tracker else None
+    with deferred_interrupts():  # a run that is made is a run that is closed
+        run = tracker.start_child(number, engine, params) if tracker else None
+    try:
+        return _attempt(config, data, settings, run, number, seed, callbacks, pruned_errors,
+                        build, keep_model)
+    except KeyboardInterrupt as err:  # in the fit, its clean-up, or after the run was closed
+        if run:
+            run.finish("interrupted", stop_reason(err))
+        raise
+
+
+def _attempt(config, data, settings, run, number, seed, callbacks, pruned_errors, build,
+             keep_model):
+    """`run_trial` once its run exists (an interruption is `run_trial`'s to record)."""
     recorder = _Recorder(run.log_epoch if run else None)
     keras.utils.set_random_seed(seed)  # before the model is built: weights, data order
     state, reason, model, uri, watchers = "complete", "", None, None, ()
@@ -133,8 +147,6 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     except pruned_errors as err:
         state, reason = "pruned", str(err) or "pruned"
     except KeyboardInterrupt:
-        if run:
-            run.finish("interrupted", "interrupted by the user")
         raise
     except BaseException as err:
         if run:

@@ -179,6 +179,9 @@ def find(study_name=None, tracking_uri=None):
     from search.tracking import mlflow_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and not pathlib.Path(uri[len("sqlite:///"):]).exists():
+        raise UsageError(f"no MLflow store at {mask_text(uri)}: run `keras-relu search` "
+                         "first, or pass --tracking-uri")  # MLflow would make an empty one
     client = MlflowClient(mlflow_uri(uri))
     if study_name:
         experiment = client.get_experiment_by_name(study_name)
@@ -265,6 +268,30 @@ def load_line(keras_file, record=None):
     (without the import Keras says only that the file "could not be deserialized")."""
     line = f'import keras, keras_relu; model = keras.saving.load_model("{keras_file}")'
     model = (record or {}).get("model", BUILT_IN)
-    if model != BUILT_IN and not model.startswith(FROM_PYTHON):
+    if ":" in model and not model.startswith(FROM_PYTHON):
         line += f"  (import {model.rpartition(':')[0]} first if it defines layers of its own)"
     return line
+
+
+def show_best(study_name=None, output=".", register_model=None, tracking_uri=None):
+    """`keras-relu best`: print the winner of the last finished search of `study_name`
+    (default: of any study), copy its `.keras` file and best.yaml into `output`, and
+    register the model as `register_model` if given."""
+    from search import runtime
+
+    runtime.import_keras()  # quietly, before MLflow brings it
+    best = find(study_name, tracking_uri)
+    print(f"study {best.study_name!r}: best trial {best.number} (run {best.run_id})")
+    for key, value in sorted(best.metrics.items()):
+        if key.startswith("best_") and key != "best_trial":
+            print(f"  {key} {value:.4g}")
+    print("config: " + ", ".join(f"{k}={v}" for k, v in best.config.items()))
+    print(f"model: {best.model_uri}")
+    keras_file, config = export(best, output, tracking_uri)
+    print(f"wrote {keras_file} and {config}")
+    print(f"load it: {load_line(keras_file, best.record)}")
+    if best.record:
+        print(f"retrain it: keras-relu retrain {config}")
+    if register_model:
+        version = register(best, register_model, tracking_uri)
+        print(f"registered {register_model!r} version {version}")

@@ -42,9 +42,9 @@ def worker_env():
     return env
 
 
-@pytest.fixture(scope="module")
-def pg_database():
-    """A fresh database owned by a role with a password; dropped afterwards."""
+def _pg_admin():
+    """An autocommit connection to the test server as its superuser, or a skip (a failure
+    under KERAS_RELU_REQUIRE_POSTGRES=1, as in CI)."""
     try:
         import psycopg2
     except ImportError as err:
@@ -58,6 +58,13 @@ def pg_database():
             pytest.fail(f"PostgreSQL required but unreachable at {PG_ADMIN}: {reason}")
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN}: {reason}")
     admin.autocommit = True
+    return admin
+
+
+@pytest.fixture(scope="module")
+def pg_database():
+    """A fresh database owned by a role with a password; dropped afterwards."""
+    admin = _pg_admin()
     name = f"kr_scale_{uuid.uuid4().hex[:10]}"
     with admin.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kr_user'")
@@ -70,6 +77,38 @@ def pg_database():
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+@pytest.fixture
+def pg_new_database():
+    """A function that makes an empty database (trust auth, no password) and returns its
+    URL; every one is dropped after the test. `tables(url)` lists what it holds."""
+    admin, names = _pg_admin(), []
+
+    def make():
+        names.append(f"kr_fresh_{uuid.uuid4().hex[:10]}")
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {names[-1]}")
+        return f"postgresql://postgres@127.0.0.1:5432/{names[-1]}"
+
+    try:
+        yield make
+    finally:
+        with admin.cursor() as cur:
+            for name in names:
+                cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def pg_tables(url):
+    """The tables of the public schema of the database at `url` (psycopg2), sorted."""
+    import psycopg2
+
+    with psycopg2.connect(url, connect_timeout=3) as connection, connection.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        found = sorted(row[0] for row in cur.fetchall())
+    connection.close()
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,7 @@ def test_run_on_arrays_with_validation_data(workdir):
     # The same data again resumes that study; other data is refused.
     assert search.run(data=(x[:1200], y[:1200]), validation_data=(x[1200:], y[1200:]),
                       trials=1, epochs=1, fix=FAST, progress=False).total_trials == 2
-    with pytest.raises(search.UsageError, match="was run on dataset"):
+    with pytest.raises(search.UsageError, match="was run on other data"):
         search.run(data=(x[:1000], y[:1000]), trials=1, epochs=1, progress=False)
 
 

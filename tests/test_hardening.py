@@ -261,8 +261,8 @@ def test_a_worker_started_as_a_background_job_still_stops_on_sigint(honour, hand
     launcher stops its workers with SIGINT, so a worker restores it."""
     import signal
 
-    code = ("import signal; from search import runtime; "
-            f"{'runtime.honour_sigint(); ' if honour else ''}"
+    code = ("import signal; from search import signals; "
+            f"{'signals.honour_sigint(); ' if honour else ''}"
             "h = signal.getsignal(signal.SIGINT); print(h.__name__ if callable(h) else h.name)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,

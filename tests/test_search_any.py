@@ -60,6 +60,20 @@ def test_a_streamed_factory_winner_retrains_and_is_checked_over_seeds(workdir, c
     assert "over fresh seeds" in lines[-1]
 
 
+@one_pass("torch")
+def test_kerastuner_and_a_resume_on_a_factory_without_test_data(workdir, capsys):
+    """Both engines take a finished model; the same command resumes; without test data
+    the report says there is no held-out score rather than inventing one."""
+    for engine, runs in (("optuna", 2), ("optuna", 4), ("kerastuner", 2)):
+        result = search.run(data=lambda: streamed_data.Digits("train"),
+                            validation_data=lambda: streamed_data.Digits("val"),
+                            model=streamed_data.mlp, engine=engine, study_name=engine,
+                            trials=2, epochs=1, controls=False, progress=False)
+        assert result.total_trials == runs and result.test_scores == {}
+        assert "(no held-out score: no test data given)" in result.report()
+    check_runs(workdir, "optuna", trials=4, swapped=2)
+
+
 def test_tf_data_pipelines_from_python_and_a_trained_keras_file(workdir):
     """Trial 0 starts from the file's weights: its scores before training are the file's."""
     model = streamed_data.mlp((64,), 10)

@@ -187,13 +187,12 @@ def test_two_first_searches_at_the_same_moment_both_succeed_item_5(tmp_path):
     assert [r.info.status for r in parents] == ["FINISHED"] * 2 and len(children) == 2
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on a free port over SQLite; its URL (no password)."""
+def start_mlflow_server(folder):
+    """A real `mlflow server` over SQLite in `folder`, on a free port, in its own process
+    group: (its process, its URL, no password)."""
     from search.parallel.kerastuner import free_port
 
     port = free_port()
-    folder = tmp_path / "server"
     folder.mkdir()
     env = {**worker_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
@@ -204,6 +203,17 @@ def mlflow_server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), proc, 180, "the MLflow server")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, url
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`start_mlflow_server` for one test: its URL."""
+    proc, url = start_mlflow_server(tmp_path / "server")
+    try:
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -22,6 +22,7 @@ import time
 import keras_tuner
 
 from search import UsageError
+from search.identity import check_same_data, data_identity
 from search.runtime import spread_seed
 from search.engines.kt_tuners import (ENGINE, TUNERS, Job, State, TrialRecord, config_of,
                                       hyperparameters, record)
@@ -89,12 +90,15 @@ def join_study(study_name, storage_url=None, quiet=False):
     except OSError:
         raise UsageError(f"no {JOB_FILE} in {folder}: start the study with "
                          "`keras-relu search --engine kerastuner --workers N`") from None
+    if "unjoinable" in job:
+        raise UsageError(f"a worker cannot join study {study_name!r}: {job['unjoinable']}")
     from search.space import Space
 
     from search.settings import SearchSettings
 
     settings = SearchSettings.from_dict(job["settings"])
-    return open_search(settings, study_name, Space.from_dict(job["space"]), settings.dataset), job
+    return open_search(settings, study_name, Space.from_dict(job["space"]),
+                       data_identity(settings.dataset)), job
 
 
 def finished_trials(study):
@@ -146,7 +150,9 @@ def _check_resumable(study_name, folder, made_for):
     except (OSError, ValueError):
         old = {}
     for key, value in made_for.items():
-        if old.get(key, value) != value:
+        if key == "dataset":
+            check_same_data(study_name, old.get(key, value), value)
+        elif old.get(key, value) != value:
             raise UsageError(f"study {study_name!r} was run with --{key.replace('_', '-')} "
                              f"{old[key]}, not {value}; choose another --study-name or pass "
                              "--overwrite")

@@ -4,85 +4,32 @@ Single objective: the chosen metric (validation accuracy unless told otherwise).
 Multi-objective ("pareto"): the metric and the dead fraction (minimised); Optuna cannot
 prune those, so no pruner.
 What a worker needs to join (settings, space, parent run) is the study's `search`
-user attribute.
+user attribute; the data it was run on, its `dataset` attribute (`search.identity`).
+Storages are opened by `search.engines.optuna_storage`.
 """
 
+import logging
 import os
-import pathlib
-import warnings
+import re
 
 import optuna
 
 from search import UsageError
+from search.identity import check_same_data, data_identity
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
-from search.names import DEFAULT_STORAGE
+from search.engines.optuna_storage import (DEFAULT_STORAGE, HEARTBEAT, MAX_RETRY,  # noqa: F401
+                                           open_storage, retry_callback)
 from search.runtime import spread_seed
+from search.signals import stop_reason
 from search.secrets import mask_text
 
 ENGINE = "optuna"
 JOB_ATTR = "search"  # the study user attribute holding a worker's job
-HEARTBEAT = {"heartbeat_interval": 3, "grace_period": 10}  # seconds; RDB storages only
-MAX_RETRY = 3  # a trial whose worker died is retried at most this often
+OUTCOME = "outcome"  # a trial's user attribute once it ran to its end: complete|pruned|failed
 
 
 class TrialFailed(RuntimeError):
     """A trial that failed in a way the study survives (e.g. a NaN loss)."""
-
-
-def open_storage(url=None):
-    """The storage at `url`: an SQLAlchemy URL, or a journal file path (default one)."""
-    target = url or DEFAULT_STORAGE
-    try:
-        if "://" not in target:
-            from optuna.storages.journal import JournalFileBackend
-
-            path = pathlib.Path(target).resolve()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Absolute: the lock is a symlink to this path, and Optuna breaks a stale lock
-            # (holder killed) by stat-ing through it; a relative target dangles and the
-            # waiters spin forever.
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-        connect_args = {"connect_timeout": 10} if target.startswith(("postgresql", "mysql")) else {}
-        with warnings.catch_warnings():  # heartbeat and retry are "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                _driver(target), engine_kwargs={"connect_args": connect_args},
-                heartbeat_stale_trial_callback=retry_callback(), **HEARTBEAT)
-    except Exception as err:
-        cause = getattr(err, "orig", None) or err
-        lines = str(cause).strip().splitlines()
-        raise UsageError(
-            f"cannot open storage {mask_text(target)}: {lines[0] if lines else type(err).__name__}"
-        ) from None
-
-
-class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-             or optuna.storages.RetryFailedTrialCallback):  # the new name since Optuna 4.9
-    """Optuna's retry of a failed trial, without the dead attempt's reason, worker, run."""
-
-    def __call__(self, study, trial):
-        import copy
-
-        from search import recovery
-
-        recovery.on_stale_trial(study, trial)  # close the dead attempt's MLflow run
-        trial = copy.copy(trial)
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "config"}
-        super().__call__(study, trial)
-
-
-def retry_callback():
-    """Re-queues a trial whose worker died (same params; `failed_trial` system attribute)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _Retry(max_retry=MAX_RETRY)
-
-
-def _driver(url):
-    """psycopg2 / PyMySQL where SQLAlchemy's default driver is missing (search.stores)."""
-    from search.stores import sqlalchemy_url
-
-    return sqlalchemy_url(url)
 
 
 def open_search(settings, study_name, space, dataset):
@@ -95,21 +42,41 @@ def open_search(settings, study_name, space, dataset):
     study = open_study(study_name, storage, settings.objective, space, dataset, settings.seed,
                        make_pruner(settings.chosen_pruner, settings.epochs),
                        settings.chosen_sampler, settings.chosen_direction, made_for)
-    if settings.controls and not study.get_trials(deepcopy=False):
+    if settings.controls:
         enqueue_controls(study, space)
     return study
 
 
 def enqueue_controls(study, space):
-    """Start a new study with the control trials of `search.space.CONTROLS` that are
-    configs of `space` (each tagged with its `control` label)."""
+    """Queue the control trials of `search.space.CONTROLS` that are configs of `space`
+    (each tagged with its `control` label): all of them on a new study; on a resumed study
+    that began with them, each one that never ran to its end (interrupted, or its process
+    killed) and is not waiting or running."""
     from search.space import CONTROLS
 
+    trials = study.get_trials(deepcopy=False)
+    if trials and not any("control" in t.user_attrs for t in trials):
+        return  # made without controls (--no-controls): none in the middle of it
+    there = {t.user_attrs["control"] for t in trials if "control" in t.user_attrs
+             and _ran_or_will_run(t)}
     searched = distributions(space)
     for label, config in CONTROLS.items():
-        if space.contains(config):
+        if label not in there and space.contains(config):
             study.enqueue_trial({k: v for k, v in config.items() if k in searched},
                                 user_attrs={"control": label})
+
+
+def _ran_or_will_run(trial):
+    """Whether a trial ran to its end (whatever its outcome), waits in the queue, or runs
+    in a live process."""
+    from search.recovery import is_dead
+
+    state = optuna.trial.TrialState
+    if trial.state in (state.COMPLETE, state.PRUNED, state.WAITING) \
+            or OUTCOME in trial.user_attrs:
+        return True
+    since = trial.datetime_start.timestamp() if trial.datetime_start else None
+    return trial.state == state.RUNNING and not is_dead(trial.user_attrs.get("worker"), since)
 
 
 def describe(settings, study):
@@ -130,11 +97,19 @@ def join_study(study_name, storage_url, quiet=False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
     try:
-        job = optuna.load_study(study_name=study_name, storage=storage).user_attrs[JOB_ATTR]
+        attrs = optuna.load_study(study_name=study_name, storage=storage).user_attrs
     except KeyError:
-        raise UsageError(f"no study {study_name!r} made by `keras-relu search` in "
-                         f"{mask_text(storage_url)}") from None
+        raise UsageError(f"no study {study_name!r} in {mask_text(storage_url)}") from None
+    job = attrs.get(JOB_ATTR)
+    if job is None:  # made by another program, or by a version that stored none
+        raise UsageError(f"study {study_name!r} records no settings for a worker: resume "
+                         f"it once with `keras-relu search --study-name {study_name} "
+                         "--storage ...` (which records them), then start the worker")
+    if "unjoinable" in job:
+        raise UsageError(f"a worker cannot join study {study_name!r}: {job['unjoinable']}")
     settings = job["settings"]
+    identity = data_identity(settings["dataset"])  # this machine's copy: the study's data?
+    check_same_data(study_name, attrs.get("dataset", identity), identity)
     multi = settings["objective"] == "pareto"
     study = optuna.load_study(
         study_name=study_name, storage=storage,
@@ -191,10 +166,9 @@ def _check_resumable(study, directions, space, made_for):
                          "--study-name")
     for key, value in made_for.items():
         old = study.user_attrs.get(key, value)
-        if old != value and key == "dataset":
-            raise UsageError(f"study {name!r} was run on dataset {old!r}; choose another "
-                             "--study-name")
-        if old != value:
+        if key == "dataset":
+            check_same_data(name, old, value)
+        elif old != value:
             raise UsageError(f"study {name!r} was run with {_FLAGS[key]} {old}, not {value}; "
                              "keep it or choose another --study-name")
     dists = distributions(space)
@@ -233,13 +207,17 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
     multi = len(study.directions) > 1
 
     def objective(trial):
+        ended = {}  # the attempt's run, once the trial runner closed it
         try:
-            return run(trial)
-        except KeyboardInterrupt:  # Optuna fails the trial and re-raises
-            trial.set_user_attr("reason", "interrupted by the user")
+            return run(trial, ended)
+        except KeyboardInterrupt as err:  # Optuna fails the trial and re-raises
+            trial.set_user_attr("reason", stop_reason(err))
+            if ended.get("run_id"):  # a failed trial's run is not FINISHED
+                tracker.submit(tracker.close_run, ended["run_id"], "KILLED", "interrupted",
+                               stop_reason(err))
             raise
 
-    def run(trial):
+    def run(trial, ended):
         if worker:
             trial.set_user_attr("worker", worker)
         config = suggest(trial, space)
@@ -249,9 +227,11 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
                            tracker=tracker, callbacks=pruning, pruned_errors=(optuna.TrialPruned,),
                            keep_model=lambda value: improves(study, value),
                            **({"build": build} if build else {}))
+        ended["run_id"] = result.run_id
         for key in ("value", "dead_fraction", "val_accuracy", "run_id", "model_uri"):
             if getattr(result, key) is not None:
                 trial.set_user_attr(key, getattr(result, key))
+        trial.set_user_attr(OUTCOME, result.state)
         if result.state == "pruned":
             trial.set_user_attr("reason", result.reason)
             raise optuna.TrialPruned(result.reason)
@@ -261,8 +241,33 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
         return (result.value, result.dead_fraction) if multi else result.value
 
     freeze_long_lived_objects()
+    quiet_interrupted_trials()
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
                    gc_after_trial=True, callbacks=list(callbacks))
+
+
+class _NoInterruptedTrialLog(logging.Filter):
+    """Drops Optuna's log of a trial that a stop (Ctrl-C, SIGTERM) interrupted: its
+    traceback, ~100 lines a process, and "Trial N failed with value None." after it.
+    The stop is one line; the trial keeps its reason."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers = set()
+
+    def filter(self, record):
+        number = re.match(r"Trial (\d+) failed", str(record.msg))
+        if record.exc_info and issubclass(record.exc_info[0], KeyboardInterrupt) and number:
+            self.numbers.add(number.group(1))
+            return False
+        return not (number and number.group(1) in self.numbers)
+
+
+def quiet_interrupted_trials():
+    """Install `_NoInterruptedTrialLog` on the logger of Optuna's optimize loop, once."""
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoInterruptedTrialLog) for f in logger.filters):
+        logger.addFilter(_NoInterruptedTrialLog())
 
 
 def best_trials(study, limit=5):

@@ -137,10 +137,14 @@ class Launcher:
     def _await_heartbeat(self, trial_id):
         """Until Optuna's heartbeat check fails (and re-queues) the dead worker's trial, so
         that the replacement worker picks up the retry rather than a fresh trial."""
+        import warnings
+
         import optuna
 
         while self.study._storage.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
-            optuna.storages.fail_stale_trials(self.study)
+            with warnings.catch_warnings():  # "fail_stale_trials is experimental"
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
             time.sleep(1)
 
     def _close_leftovers(self, reason):

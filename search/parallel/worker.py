@@ -8,7 +8,7 @@ and runs trials through the engine's `optimize`, like the launching process woul
 import os
 import socket
 
-from search import UsageError, runtime, stores
+from search import UsageError, runtime, signals, stores
 from search.names import STORAGE_ENV
 from search.noise import hide_false_alarms
 
@@ -22,8 +22,9 @@ def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=Non
     drops the engine's line per trial."""
     from search import engines
 
-    runtime.honour_sigint()  # the launcher's stop, also when started as a background job
-    with runtime.sigterm_as_interrupt():
+    signals.honour_sigint()  # the launcher's stop, also when started as a background job
+    with signals.sigterm_as_interrupt():
+        signals.stop_with_launcher()  # if a launcher started it: not past the launcher
         url = _storage_url(engine, storage)
         keras = runtime.import_keras(backend)
         runtime.apply_threads()
@@ -54,6 +55,9 @@ def _storage_url(engine, storage):
     url = storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise UsageError(f"--storage is required (or ${STORAGE_ENV})")
+    if "://" not in url and not os.path.isfile(url):  # Optuna would make an empty one
+        raise UsageError(f"no study storage at {url}: a journal file that does not exist "
+                         "(a search makes it: keras-relu search --storage PATH)")
     return url
 
 

@@ -1,0 +1,71 @@
+"""Optuna's storages as the search opens them: a journal file or a database (with
+Optuna's heartbeat, and a retry of a trial whose worker died), its schema made by one
+process at a time (`search.stores.first_use_lock`), never in the MLflow store's database.
+"""
+
+import pathlib
+import warnings
+
+import optuna
+
+from search import UsageError, stores
+from search.names import DEFAULT_STORAGE
+from search.secrets import mask_text
+
+HEARTBEAT = {"heartbeat_interval": 3, "grace_period": 10}  # seconds; RDB storages only
+MAX_RETRY = 3  # a trial whose worker died is retried at most this often
+
+
+def open_storage(url=None):
+    """The storage at `url`: an SQLAlchemy URL, or a journal file path (default one)."""
+    target = url or DEFAULT_STORAGE
+    try:
+        if "://" not in target:
+            from optuna.storages.journal import JournalFileBackend
+
+            path = pathlib.Path(target).resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Absolute: the lock is a symlink to this path, and Optuna breaks a stale lock
+            # (holder killed) by stat-ing through it; a relative target dangles and the
+            # waiters spin forever.
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        connect_args = {"connect_timeout": 10} if target.startswith(("postgresql", "mysql")) else {}
+        with warnings.catch_warnings(), stores.first_use_lock(target):  # one schema maker
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if target.startswith(stores.SQL_SCHEMES):
+                stores.check_schema_owner(target, "optuna")  # not the MLflow store's
+            return optuna.storages.RDBStorage(  # heartbeat and retry: "experimental"
+                stores.sqlalchemy_url(target), engine_kwargs={"connect_args": connect_args},
+                heartbeat_stale_trial_callback=retry_callback(), **HEARTBEAT)
+    except UsageError:
+        raise
+    except Exception as err:
+        cause = getattr(err, "orig", None) or err
+        lines = str(cause).strip().splitlines()
+        raise UsageError(
+            f"cannot open storage {mask_text(target)}: {lines[0] if lines else type(err).__name__}"
+        ) from None
+
+
+class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+             or optuna.storages.RetryFailedTrialCallback):  # the new name since Optuna 4.9
+    """Optuna's retry of a failed trial, without the dead attempt's reason, worker, run
+    (its config and its control label kept)."""
+
+    def __call__(self, study, trial):
+        import copy
+
+        from search import recovery
+
+        recovery.on_stale_trial(study, trial)  # close the dead attempt's MLflow run
+        trial = copy.copy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
+                            if k in ("config", "control")}
+        super().__call__(study, trial)
+
+
+def retry_callback():
+    """Re-queues a trial whose worker died (same params; `failed_trial` system attribute)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _Retry(max_retry=MAX_RETRY)
