@@ -149,3 +149,12 @@ def test_every_code_block_of_the_readme_runs(tmp_path):
                 if line:
                     _bash_line(line, tmp_path)
     assert len(blocks) >= 4
+
+
+def test_the_readme_links_to_files_that_exist():
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if not link.startswith(("http://", "https://"))]
+    assert len(local) > 10
+    assert [link for link in local if not (ROOT / link).exists()] == []
+    assert len(text.splitlines()) <= 200

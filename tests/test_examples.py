@@ -25,7 +25,7 @@ def _row(out, name):
 
 
 def test_sugar_on_a_cnn_tracks_dead_units_and_draws_them(tmp_path):
-    out = _example("sugar_cnn_dead_units.py", "--epochs", "2", "--output", "pics", cwd=tmp_path)
+    out = _example("sugar_cnn_dead_units.py", "--epochs", "1", "--output", "pics", cwd=tmp_path)
     for activation in ("relu", "sugar_bsilu"):
         dead_init, dead_end, accuracy = _row(out, activation)
         assert 0 <= dead_init <= 1 and 0 <= dead_end <= 1 and 0 < accuracy <= 1
@@ -35,7 +35,7 @@ def test_sugar_on_a_cnn_tracks_dead_units_and_draws_them(tmp_path):
 
 
 def test_redo_on_a_deep_narrow_mlp_recycles_units(tmp_path):
-    out = _example("redo_deep_narrow_mlp.py", "--epochs", "2", "--depth", "8", cwd=tmp_path)
+    out = _example("redo_deep_narrow_mlp.py", "--epochs", "1", "--depth", "8", cwd=tmp_path)
     *_, recycled = _row(out, "relu+redo")
     assert recycled > 0  # ReDo found dormant units in a deep narrow ReLU MLP
     assert _row(out, "relu")[-1] == 0
