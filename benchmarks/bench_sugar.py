@@ -2,6 +2,8 @@
 
     python benchmarks/bench_sugar.py [--backends tensorflow,jax,torch] [--models mlp,cnn]
         [--variants relu,relu_again,sugar,sugar_nelu,sugar_gelu] [--device cpu] [--figures]
+    python benchmarks/bench_sugar.py --backends tensorflow --models cnn \
+        --variants relu,relu_again,sugar,xla_relu,xla_sugar     # XLA for the whole step
 
 Models: mlp, cnn and cnn_large (64x64 maps, up to 128 channels: a GPU's size); with
 BENCH_SUGAR_SIZE=tiny in the environment each is a few seconds' toy (gpu_check's smoke).
@@ -169,7 +171,8 @@ def _parse():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help="relu first; relu_again, sugar, sugar_<surrogate>, injection, "
-                             "bsilu_compiled, bsilu_uncompiled, relu_custom")
+                             "bsilu_compiled, bsilu_uncompiled, relu_custom; xla_<variant>: "
+                             "compiled with jit_compile=True")
     parser.add_argument("--device", help="e.g. cpu, gpu, gpu:0 (default: the backend's)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds per process")
     parser.add_argument("--processes", type=int, default=3,
@@ -199,6 +202,8 @@ def _bad_arguments(args):
         return f"unknown variant(s) {', '.join(unknown)}"
     if variants[0] != "relu":
         return "--variants must start with relu, the baseline of every ratio"
+    if "torch" in args.backends.split(",") and any(v.startswith("xla_") for v in variants):
+        return "xla_ variants need tensorflow or jax (Keras' jit_compile on torch has an open bug)"
     if args.processes < 0 or args.rounds < 1:
         return "--processes must be >= 0 (0: memory only) and --rounds >= 1"
     return None
@@ -226,7 +231,7 @@ def main():
         sys.stderr.write(f"bench_sugar.py: {problem}\n")
         sys.exit(2)
     models = args.models.split(",")
-    print(f"{'; '.join(describe(m) for m in models)}; adam, default compile; fastest "
+    print(f"{'; '.join(describe(m) for m in models)}; adam, default compile (xla_: jit_compile=True); fastest "
           f"block of {STEPS} steps in {args.rounds} interleaved rounds x {args.processes} "
           f"processes, malloc: {args.allocator}; memory: smallest-of-"
           f"{args.memory_rounds} peak RSS of a first epoch and of a second "

@@ -7,6 +7,8 @@ Variants: `relu` is `Activation("relu")`; `sugar` is `SugarReLU("bsilu")`,
 on one path whatever the activation's size (`sugar_backends.COMPILE_FROM`);
 `relu_custom` is ReLU through a custom gradient that keeps the input, as SUGAR
 does, but returns ReLU's gradient: what the mechanism costs without a surrogate.
+`xla_<variant>` is that variant compiled with `jit_compile=True` (XLA for the whole
+training step; TensorFlow's default on a CPU is no XLA, JAX's is XLA anyway).
 """
 
 import os
@@ -84,9 +86,16 @@ FORCED_FROM = {"bsilu_compiled": 0, "bsilu_uncompiled": 1 << 62}
 NAMED_VARIANTS = ("relu", "relu_again", "sugar", "injection", "relu_custom", *FORCED_FROM)
 
 
+def base_variant(variant):
+    """`variant` without its `xla_` prefix."""
+    return variant[len("xla_"):] if variant.startswith("xla_") else variant
+
+
 def unknown_variants(variants):
-    """The names in `variants` that are neither named variants nor `sugar_<surrogate>`."""
-    return [v for v in variants if v not in NAMED_VARIANTS and not v.startswith("sugar_")]
+    """The names in `variants` that are neither named variants nor `sugar_<surrogate>`
+    (either with an `xla_` prefix)."""
+    return [v for v in variants if base_variant(v) not in NAMED_VARIANTS
+            and not base_variant(v).startswith("sugar_")]
 
 
 def hold_path(variant, default_from):
@@ -97,7 +106,8 @@ def hold_path(variant, default_from):
 
     backend = keras.backend.backend()
     if backend in default_from:
-        sugar_backends.COMPILE_FROM[backend] = FORCED_FROM.get(variant, default_from[backend])
+        sugar_backends.COMPILE_FROM[backend] = FORCED_FROM.get(base_variant(variant),
+                                                               default_from[backend])
 
 
 def activation(variant):
@@ -105,6 +115,7 @@ def activation(variant):
 
     import keras_relu
 
+    variant = base_variant(variant)
     if variant in ("relu", "relu_again"):
         return keras.layers.Activation("relu")
     if variant == "injection":
@@ -119,7 +130,8 @@ def activation(variant):
 
 
 def build_model(variant, arch="mlp"):
-    """The MLP (4 x 512 dense) or a CNN of `CNNS` (3x3 convs, same), Adam, default compile."""
+    """The MLP (4 x 512 dense) or a CNN of `CNNS` (3x3 convs, same), Adam, default compile
+    (`jit_compile=True` for an `xla_` variant)."""
     import keras
 
     keras.utils.set_random_seed(0)  # the same weights for every variant
@@ -136,7 +148,8 @@ def build_model(variant, arch="mlp"):
             model.add(activation(variant))
         model.add(keras.layers.GlobalAveragePooling2D())
     model.add(keras.layers.Dense(CLASSES))
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  **({"jit_compile": True} if variant.startswith("xla_") else {}))
     return model
 
 

@@ -47,9 +47,11 @@ class SugarReLU(layers.Layer):
         self._build_at_init()
 
     def call(self, inputs):
+        """`keras_relu.sugar(inputs, surrogate, **params)`: ReLU forward, `s'` backward."""
         return sugar(inputs, self.surrogate, **self.params)
 
     def compute_output_shape(self, input_shape):
+        """The input's shape: the activation is element-wise."""
         return input_shape
 
     def get_config(self):

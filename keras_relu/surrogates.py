@@ -22,7 +22,18 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 @dataclasses.dataclass(frozen=True)
 class Surrogate:
-    """A named surrogate: `value(x, **params)`, `derivative(x, **params)`, defaults."""
+    """A named surrogate: `value(x, **params)`, `derivative(x, **params)`, defaults.
+
+    SUGAR uses `derivative` in the backward pass; `value` (optional) is the function
+    itself, for plots and forward-gradient injection. Get one with `get_surrogate(name)`;
+    add one with `register_surrogate`.
+
+    Attributes:
+        name: the registry name (`keras_relu.SURROGATES`).
+        derivative: `derivative(x, **params)`, in `keras.ops`.
+        value: `value(x, **params)`, or None.
+        defaults: each parameter's default value (e.g. `{"a": 1.67}` for B-SiLU).
+    """
 
     name: str
     derivative: Callable

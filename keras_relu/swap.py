@@ -22,13 +22,21 @@ _KERNELS = ("kernel_initializer", "depthwise_initializer", "pointwise_initialize
 @dataclasses.dataclass
 class SwapReport:
     """What `replace_activations` did: `replaced` and `skipped` sites (`keras_relu.sites.Site`:
-    path, kind, outcome). Prints as a table; `to_dict()` gives plain data."""
+    path, kind, outcome). Prints as a table; `to_dict()` gives plain data.
+
+    Attributes:
+        activation: the activation the sites were given (its name, or the layer's class).
+        replaced: the sites replaced, in model order.
+        skipped: the ReLU-like sites left alone, each with the reason as its outcome.
+    """
 
     activation: str
     replaced: list
     skipped: list
 
     def to_dict(self):
+        """Plain data (what the search logs as `swap_report.json`): the activation, and
+        each replaced or skipped site as a dict of path, kind and outcome."""
         return {"activation": self.activation,
                 "replaced": [dataclasses.asdict(s) for s in self.replaced],
                 "skipped": [dataclasses.asdict(s) for s in self.skipped]}

@@ -52,6 +52,8 @@ class SearchResult:
             return mlflow.keras.load_model(self.model_uri)
 
     def table(self):
+        """The best trials as the text table the search prints: trial number, config
+        columns, the metric and the dead fraction."""
         from search.report import table
 
         return table(self.best, self.columns, self.metric)

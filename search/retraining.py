@@ -33,6 +33,7 @@ class Retrained:
 
     @property
     def same(self):
+        """Whether the retrained score equals the recorded one, to the last bit."""
         return self.value is not None and self.value == self.recorded
 
     def report(self):

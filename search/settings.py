@@ -151,6 +151,8 @@ class SearchSettings:
 
     @property
     def worker_count(self):
+        """How many worker processes run the trials: `workers`, else one per device in
+        `devices`, else 1."""
         from search.runtime import worker_count
 
         return worker_count(self.workers, self.devices)
@@ -162,14 +164,17 @@ class SearchSettings:
 
     @property
     def chosen_pruner(self):
+        """As given, else `median` (Optuna's MedianPruner)."""
         return self.pruner or "median"
 
     @property
     def chosen_tuner(self):
+        """KerasTuner's tuner: as given, else `random`."""
         return self.tuner or "random"
 
     @property
     def chosen_sampler(self):
+        """Optuna's sampler: as given, else `tpe`."""
         return self.sampler or "tpe"
 
     @property

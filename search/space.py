@@ -85,7 +85,21 @@ def default_space(model_dims=True):
 
 @dataclasses.dataclass(frozen=True)
 class Space:
-    """An ordered tuple of dimensions; a condition points only to an earlier dimension."""
+    """The search space: an ordered tuple of dimensions (`Choice`, `Int`, `Float`, `Fixed`
+    of `search.dims`); a dimension's `when` condition points only to an earlier one.
+
+    One declaration, translated to Optuna and to KerasTuner. Immutable: every method
+    returns a new space.
+
+    Example:
+
+    ```python
+    space = search.default_space().with_cli(fixes=["batch_norm=false"],
+                                            choices=["activation=relu,sugar_bsilu"])
+    space.possible_values("activation")     # ('relu', 'sugar_bsilu')
+    search.Space.from_dict(space.to_dict()).dims == space.dims   # space.json's format
+    ```
+    """
 
     dims: tuple
     overridden: frozenset = frozenset()  # names set by a file or the command line
@@ -111,6 +125,7 @@ class Space:
 
     @property
     def names(self):
+        """The dimensions' names, in order."""
         return tuple(dim.name for dim in self.dims)
 
     def possible_values(self, name):

@@ -30,6 +30,10 @@ def test_callgrind_bench_without_valgrind_says_so_in_one_line(tmp_path):
      "bench_sugar.py: --processes must be >= 0 (0: memory only) and --rounds >= 1"),
     (["--models", "mlp,resnet"],
      "bench_sugar.py: unknown model(s) resnet; valid: mlp, cnn, cnn_large"),
+    (["--variants", "relu,xla_swish"], "bench_sugar.py: unknown variant(s) xla_swish"),
+    (["--backends", "tensorflow,torch", "--variants", "relu,xla_sugar"],
+     "bench_sugar.py: xla_ variants need tensorflow or jax (Keras' jit_compile on torch has "
+     "an open bug)"),
 ])
 def test_sugar_bench_refuses_bad_arguments_in_one_line(args, line):
     proc = subprocess.run([sys.executable, "benchmarks/bench_sugar.py", *args], cwd=ROOT,

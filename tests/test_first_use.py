@@ -1,5 +1,5 @@
 """What a new user ran into on a first search: help texts, one-line errors, lines nobody
-asked for on stderr, and the README's word on the npz format."""
+asked for on stderr, and the search guide's word on the npz format."""
 
 import argparse
 import pathlib
@@ -88,8 +88,8 @@ def test_no_empty_op_name_false_alarm_at_tf_log_level_2(workdir):
     assert [line for line in lines if NATIVE_LINE.search(line)] == []
 
 
-def test_the_readme_names_every_array_an_npz_file_may_hold():
-    text = pathlib.Path(ROOT, "README.md").read_text()
+def test_the_search_guide_names_every_array_an_npz_file_may_hold():
+    text = pathlib.Path(ROOT, "docs", "guides", "search.md").read_text()
     npz = [p for p in text.split("\n\n") if "npz file" in p and "x_train" in p]
-    assert npz, "no README paragraph describes the npz file's arrays"
+    assert npz, "no paragraph of docs/guides/search.md describes the npz file's arrays"
     assert all(name in npz[0] for name in SPLITS), (SPLITS, npz[0])
