@@ -46,7 +46,8 @@ def weight_grads(model, x, weights):
     from keras import tree
 
     def weighted(outputs):
-        return sum(ops.sum(o * w) for o, w in zip(tree.flatten(outputs), weights))
+        return sum(ops.sum(o * ops.convert_to_tensor(w)) for o, w in zip(tree.flatten(outputs),
+                                                                         weights))
 
     backend = keras.backend.backend()
     variables = model.trainable_variables

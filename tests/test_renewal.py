@@ -70,7 +70,7 @@ def test_a_builder_no_worker_can_import_stays_in_this_process_and_says_so(workdi
         return keras.Model(inputs, outputs)
 
     space = search.default_space(model_dims=False).with_cli(["batch_norm=false"])
-    with pytest.warns(UserWarning, match="the 3 trials run in this process.*import the builder"):
+    with pytest.warns(UserWarning, match="the 3 trials run in this process.*workers import it"):
         result = search.run(model=build, space=space, trials=3, epochs=1, trials_per_process=2,
                             controls=False, progress=False)
     assert {t.user_attrs["worker"] for t in _trials(result)} == {runtime.process_id()}
