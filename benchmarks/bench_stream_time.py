@@ -1,7 +1,7 @@
 """A search trial fed by a pipeline against the same trial fed by arrays, side by side.
 
     KERAS_BACKEND=tensorflow python benchmarks/bench_stream_time.py [--rounds 5] [--epochs 3]
-        [--models mlp,cnn]
+        [--models mlp,cnn] [--keras-control]
 
 The same arrays go in as they are (`search.data.Dataset`), as a `keras.utils.PyDataset`
 slicing them, and as a `tf.data` pipeline over them (shuffled, batched, prefetched); a
@@ -10,6 +10,9 @@ shared trial runner (`search.trial.run_trial`: build, compile, fit with the dead
 monitor, evaluate), in rotated order; the fastest round of each is compared with the
 fastest arrays round. Models: the built-in MLP on digits (1,150 x 64), and a small CNN
 factory on 2,000 random 32x32x3 images. Target: a pipeline trial at most 1.1x.
+With `--keras-control`, two more rows time plain Keras on the same rounds (`fit` and
+`evaluate` of a fresh copy of the trial's model, no search) on the arrays and on the
+`tf.data` pipeline: what Keras itself costs for a pipeline on this backend.
 """
 
 import argparse
@@ -27,7 +30,7 @@ from search.runtime import import_keras  # noqa: E402
 keras = import_keras()
 
 from search import data as datasets  # noqa: E402
-from search.finished import FinishedModel  # noqa: E402
+from search.finished import BUILDER_ONLY, FinishedModel  # noqa: E402
 from search.streams import StreamData  # noqa: E402
 from search.trial import TrialSettings, run_trial  # noqa: E402
 
@@ -80,30 +83,63 @@ def small_cnn(input_shape, num_classes):
 
 
 def workload(model):
-    """(arrays Dataset, builder) of a workload."""
+    """(arrays Dataset, builder, config) of a workload; a factory's config holds only the
+    dimensions a finished model takes (as the search would drop the others)."""
     if model == "mlp":
         from search.builders import build_default
 
-        return datasets.load("digits"), build_default
+        return datasets.load("digits"), build_default, CONFIG
     rng = np.random.default_rng(0)
     x = rng.random((2000, 32, 32, 3)).astype("float32")
     y = (x[:, :16].mean(axis=(1, 2, 3)) > x[:, 16:].mean(axis=(1, 2, 3))).astype("int32")
-    return datasets.from_arrays((x, y)), FinishedModel(small_cnn, "factory")
+    config = {k: v for k, v in CONFIG.items() if k not in BUILDER_ONLY}
+    return datasets.from_arrays((x, y)), FinishedModel(small_cnn, "factory"), config
 
 
-def bench(model, rounds, epochs, batch_size):
-    arrays, build = workload(model)
+def plain_model(model, arrays):
+    """The trial's architecture as plain Keras: the MLP's 3 x 64 ReLU, or the CNN."""
+    shape, classes = arrays.x_train.shape[1:], int(arrays.y_train.max()) + 1
+    if model == "cnn":
+        return small_cnn(shape, classes)
+    layers = [keras.layers.Dense(64, activation="relu") for _ in range(3)]
+    return keras.Sequential([keras.Input(shape), *layers,
+                             keras.layers.Dense(classes, activation="softmax")])
+
+
+def keras_fit(model, arrays, pipeline, epochs, batch_size):
+    """Plain Keras, no search: fit + evaluate on the arrays or on `tf.data` over them."""
+    net = plain_model(model, arrays)
+    net.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    splits = [(arrays.x_train, arrays.y_train), (arrays.x_val, arrays.y_val),
+              (arrays.x_test, arrays.y_test)]
+    if pipeline:
+        train, val, test = (tf_pipeline(x, y, batch_size, i == 0)
+                            for i, (x, y) in enumerate(splits))
+        net.fit(train, epochs=epochs, validation_data=val, shuffle=False, verbose=0)
+        net.evaluate(test, verbose=0)
+    else:
+        net.fit(*splits[0], batch_size=batch_size, epochs=epochs, validation_data=splits[1],
+                shuffle=True, verbose=0)
+        net.evaluate(*splits[2], batch_size=batch_size, verbose=0)
+
+
+def bench(model, rounds, epochs, batch_size, keras_control=False):
+    arrays, build, config = workload(model)
+    variants = VARIANTS + (("keras_arrays", "keras_tf_data") if keras_control else ())
     data = {name: variant(name, arrays, batch_size) for name in VARIANTS}
     settings = TrialSettings(epochs=epochs, batch_size=batch_size)
-    times = {name: [] for name in VARIANTS}
-    run_trial(CONFIG, arrays, settings, number=0, engine="bench", build=build)  # warm-up
+    times = {name: [] for name in variants}
+    run_trial(config, arrays, settings, number=0, engine="bench", build=build)  # warm-up
     for r in range(rounds):
-        for name in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+        for name in variants[r % len(variants):] + variants[:r % len(variants)]:
             start = time.perf_counter()
-            result = run_trial(CONFIG, data[name], settings, number=0, engine="bench",
-                               build=build)
+            if name.startswith("keras_"):
+                keras_fit(model, arrays, name.endswith("tf_data"), epochs, batch_size)
+            else:
+                result = run_trial(config, data[name], settings, number=0, engine="bench",
+                                   build=build)
+                assert result.state == "complete", (name, result.reason)
             times[name].append(time.perf_counter() - start)
-            assert result.state == "complete", (name, result.reason)
     base = min(times["arrays"])
     return {name: (min(t), min(t) / base) for name, t in times.items()}
 
@@ -114,6 +150,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--keras-control", action="store_true",
+                        help="also time plain Keras fit on the arrays and on tf.data")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     if not models or set(models) - {"mlp", "cnn"} or min(args.rounds, args.epochs) < 1:
@@ -123,8 +161,8 @@ def main():
           "epochs per trial (build, fit with the monitor, evaluate)")
     print(f"{'model':<6}{'variant':<14}{'trial s':>9}{'ratio':>8}")
     for model in models:
-        for name, (seconds, ratio) in bench(model, args.rounds, args.epochs,
-                                            args.batch_size).items():
+        for name, (seconds, ratio) in bench(model, args.rounds, args.epochs, args.batch_size,
+                                            args.keras_control).items():
             print(f"{model:<6}{name:<14}{seconds:>9.2f}{ratio:>7.2f}x", flush=True)
 
 

@@ -92,6 +92,20 @@ def test_xla_memory_bench_bad_models_or_hlo_say_so_in_one_line(args):
         "sugar_xla_memory.py: --models takes cnn and mlp; --hlo one of the --variants"]
 
 
+@pytest.mark.parametrize("script, args", [
+    ("bench_stream_time.py", ["--models", "mlp,resnet"]),
+    ("bench_stream_time.py", ["--rounds", "0"]),
+    ("bench_stream_memory.py", ["--samples", "0"]),
+])
+def test_stream_benches_refuse_bad_arguments_in_one_line(script, args):
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"{script}: ")
+
+
 @pytest.mark.parametrize("args", [["--activations", "relu,swish9"], ["--seeds", "0"],
                                   ["--scenario", "cifar10-vgg16"]])
 def test_revive_bench_refuses_bad_arguments_in_one_line(args):
