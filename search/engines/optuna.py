@@ -17,8 +17,9 @@ import optuna
 from search import UsageError
 from search.identity import check_same_data, data_identity
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
+from search.engines.optuna_heartbeat import ProxyHeartbeat
 from search.engines.optuna_storage import (DEFAULT_STORAGE, HEARTBEAT, MAX_RETRY,  # noqa: F401
-                                           open_storage, retry_callback)
+                                           is_proxy, open_storage, retry_callback, store_lost)
 from search.runtime import spread_seed
 from search.signals import stop_reason
 from search.secrets import mask_text
@@ -205,9 +206,12 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
     from search.trial import freeze_long_lived_objects, run_trial
 
     multi = len(study.directions) > 1
+    beat = ProxyHeartbeat(study) if is_proxy(study._storage) else None  # Optuna's: RDB only
 
     def objective(trial):
         ended = {}  # the attempt's run, once the trial runner closed it
+        if beat:
+            beat.beat(trial)
         try:
             return run(trial, ended)
         except KeyboardInterrupt as err:  # Optuna fails the trial and re-raises
@@ -216,6 +220,9 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
                 tracker.submit(tracker.close_run, ended["run_id"], "KILLED", "interrupted",
                                stop_reason(err))
             raise
+        finally:
+            if beat:
+                beat.rest()
 
     def run(trial, ended):
         if worker:
@@ -242,8 +249,20 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
 
     freeze_long_lived_objects()
     quiet_interrupted_trials()
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
-                   gc_after_trial=True, callbacks=list(callbacks))
+    try:
+        if beat:  # stale trials failed and re-queued before each ask
+            beat.fail_stale()
+            callbacks = [*callbacks, lambda *_: beat.fail_stale()]
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
+                       gc_after_trial=True, callbacks=list(callbacks))
+    except Exception as err:
+        lost = store_lost(study._storage, err)
+        if lost is not None:
+            raise lost from None
+        raise
+    finally:
+        if beat:
+            beat.close()
 
 
 class _NoInterruptedTrialLog(logging.Filter):

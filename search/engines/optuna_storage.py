@@ -63,18 +63,44 @@ def open_database(url, pool=None, **options):
                                           **options)  # heartbeat and retry: "experimental"
 
 
+class ProxyStorage(optuna.storages.GrpcStorageProxy):
+    """Optuna's `GrpcStorageProxy` that knows its URL, to name it when it goes away."""
+
+    def __init__(self, url):
+        host, port = stores.proxy_address(url)
+        self.url = url
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(host=host, port=port)
+
+
 def open_proxy(url):
-    """Optuna's `GrpcStorageProxy` for `grpc://HOST:PORT`, once a handshake succeeded."""
+    """A `ProxyStorage` for `grpc://HOST:PORT`, once a handshake succeeded."""
     stores.check_proxy(url)
-    host, port = stores.proxy_address(url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.GrpcStorageProxy(host=host, port=port)
+    return ProxyStorage(url)
 
 
 def is_proxy(storage):
     """Whether `storage` is reached through a storage proxy (no Optuna heartbeat there)."""
     return isinstance(storage, optuna.storages.GrpcStorageProxy)
+
+
+def store_lost(storage, err):
+    """A `StoreLost` naming the storage proxy if `err` says it stopped answering, else
+    None."""
+    import grpc
+
+    from search.store_health import StoreLost
+
+    gone = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.DEADLINE_EXCEEDED)
+    while err is not None and not isinstance(err, grpc.RpcError):  # Optuna's tell may
+        err = err.__cause__ or err.__context__  # fail on its own after the lost call
+    if not (is_proxy(storage) and err is not None and err.code() in gone):
+        return None
+    url = getattr(storage, "url", "grpc://")
+    return StoreLost(f"the storage proxy {url} stopped answering ({err.code().name}); "
+                     "resume once it is back")
 
 
 class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
