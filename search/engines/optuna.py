@@ -17,9 +17,9 @@ import optuna
 from search import UsageError
 from search.identity import check_same_data, data_identity
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
-from search.engines.optuna_heartbeat import ProxyHeartbeat
+from search.engines.optuna_heartbeat import ProxyHeartbeat, optimize_with
 from search.engines.optuna_storage import (DEFAULT_STORAGE, HEARTBEAT, MAX_RETRY,  # noqa: F401
-                                           is_proxy, open_storage, retry_callback, store_lost)
+                                           is_proxy, open_storage, retry_callback)
 from search.runtime import spread_seed
 from search.signals import stop_reason
 from search.secrets import mask_text
@@ -249,20 +249,8 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
 
     freeze_long_lived_objects()
     quiet_interrupted_trials()
-    try:
-        if beat:  # stale trials failed and re-queued before each ask
-            beat.fail_stale()
-            callbacks = [*callbacks, lambda *_: beat.fail_stale()]
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
-                       gc_after_trial=True, callbacks=list(callbacks))
-    except Exception as err:
-        lost = store_lost(study._storage, err)
-        if lost is not None:
-            raise lost from None
-        raise
-    finally:
-        if beat:
-            beat.close()
+    optimize_with(study, objective, beat, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
+              gc_after_trial=True, callbacks=list(callbacks))
 
 
 class _NoInterruptedTrialLog(logging.Filter):

@@ -86,3 +86,23 @@ class ProxyHeartbeat:
             retry_callback()(self.study, self.storage.get_trial(trial._trial_id))
             count += 1
         return count
+
+
+def optimize_with(study, objective, beat, callbacks, **options):
+    """`study.optimize`; with `beat` (behind a proxy), stale trials are failed before each
+    ask; a lost proxy is a `StoreLost`."""
+    from search.engines.optuna_storage import store_lost
+
+    try:
+        if beat:
+            beat.fail_stale()
+            callbacks = [*callbacks, lambda *_: beat.fail_stale()]
+        study.optimize(objective, callbacks=callbacks, **options)
+    except Exception as err:
+        lost = store_lost(study._storage, err)
+        if lost is not None:
+            raise lost from None
+        raise
+    finally:
+        if beat:
+            beat.close()
