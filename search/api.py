@@ -97,6 +97,8 @@ class _Search:
         tracking_uri = resolve_tracking_uri(settings.tracking_uri)
         stores.check_tracking_store(tracking_uri)  # in seconds
         stores.check_separate(settings.storage, tracking_uri)
+        if (settings.storage or "").startswith("grpc://"):
+            stores.check_proxy(settings.storage)  # before the backend's import
         self.settings = settings
         # A device list pins each worker to its GPU (CUDA_VISIBLE_DEVICES), even a lone one.
         pinned = settings.worker_count > 1 or bool(runtime.parse_devices(settings.devices))

@@ -92,8 +92,15 @@ def _inspect(args):
     run_inspect(**_keywords(args, run_inspect))
 
 
+def _storage_proxy(args):
+    from search.proxy import serve
+
+    serve(**_keywords(args, serve))
+
+
 COMMANDS = {"search": _search, "worker": _worker, "ui": _ui, "compare": _compare,
-            "best": _best, "retrain": _retrain, "inspect": _inspect}
+            "best": _best, "retrain": _retrain, "inspect": _inspect,
+            "storage-proxy": _storage_proxy}
 
 
 def _one_line_warning(message, category, *args, **kwargs):

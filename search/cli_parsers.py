@@ -52,7 +52,22 @@ def build_parser():
     _add_best_parser(commands)
     _add_retrain_parser(commands)
     _add_inspect_parser(commands)
+    _add_proxy_parser(commands)
     return parser
+
+
+def _add_proxy_parser(commands):
+    proxy = commands.add_parser(
+        "storage-proxy", help="serve a study database to many workers over gRPC",
+        description="Serve the Optuna study database --storage (PostgreSQL or MySQL) through "
+                    "Optuna's gRPC storage proxy: workers join with --storage "
+                    "grpc://HOST:PORT and the database sees a few connections, not a few per "
+                    "worker. SIGTERM or Ctrl-C stops it.")
+    proxy.add_argument("--storage", help=f"the database's SQLAlchemy URL (default: "
+                                         f"${STORAGE_ENV})")
+    proxy.add_argument("--host", default="127.0.0.1", help="interface to listen on (default "
+                                                          "127.0.0.1; 0.0.0.0: every one)")
+    proxy.add_argument("--port", type=_positive(int), default=13000, help="default 13000")
 
 
 def _add_search_parser(commands):

@@ -6,6 +6,8 @@ and safe first creation of a local store.
   for the Optuna storage, the MLflow tracking store and `keras-relu ui`.
 - `check_tracking_store`: is the MLflow store there, within seconds? One line naming
   what could not be reached (password masked), before any study or run is created.
+- `proxy_address`, `check_proxy`: a `grpc://HOST:PORT` study storage (a `keras-relu
+  storage-proxy`): a port that answers, then a gRPC handshake, within seconds.
 - `first_use_lock`: two searches started at once in a fresh folder both create MLflow's
   SQLite schema; the second then fails (`table ... already exists`). The lock makes the
   creation one at a time.
@@ -30,6 +32,7 @@ DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 SCHEMA_LOCK_KEY = 0x6B72656C75  # "krelu": one advisory lock per database for both schemas
 TABLES = {"optuna": {"studies", "trials", "version_info"},
           "mlflow": {"experiments", "runs", "metrics"}}
+PROXY_TIMEOUT = 3  # seconds for a storage proxy's gRPC handshake
 MLFLOW_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"  # what a server must answer
 
 
@@ -120,6 +123,42 @@ def _check_database(uri, timeout):
         raise UsageError(f"cannot reach the MLflow tracking store {mask_text(uri)}: "
                          f"{lines[0].strip() if lines else type(cause).__name__}") from None
     check_schema_owner(uri, "mlflow")
+
+
+def proxy_address(url):
+    """(host, port) of a `grpc://HOST:PORT` storage URL; `UsageError` if it names none."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port or parts.path not in ("", "/"):
+        raise UsageError(f"--storage {mask_text(url)}: a storage proxy is grpc://HOST:PORT "
+                         "(keras-relu storage-proxy serves one)")
+    return parts.hostname, port
+
+
+def check_proxy(url, timeout=PROXY_TIMEOUT):
+    """Raise `UsageError` in one line unless a gRPC server answers at `url`
+    (`grpc://HOST:PORT`): a closed port in milliseconds, a silent one in `timeout` s."""
+    import grpc
+
+    host, port = proxy_address(url)
+    shown = f"the storage proxy {url}"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        reason = f"no answer in {timeout} s" if isinstance(err, TimeoutError) else \
+            (err.strerror or str(err)).lower()
+        raise UsageError(f"cannot reach {shown}: {reason} (is keras-relu storage-proxy "
+                         "running there?)") from None
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise UsageError(f"{shown} does not speak gRPC (no handshake in {timeout} s)") from None
+    finally:
+        channel.close()
 
 
 def _check_sqlite(uri):

@@ -17,8 +17,9 @@ import optuna
 from search import UsageError
 from search.identity import check_same_data, data_identity
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
+from search.engines.optuna_heartbeat import ProxyHeartbeat, optimize_with
 from search.engines.optuna_storage import (DEFAULT_STORAGE, HEARTBEAT, MAX_RETRY,  # noqa: F401
-                                           open_storage, retry_callback)
+                                           is_proxy, open_storage, retry_callback)
 from search.runtime import spread_seed
 from search.signals import stop_reason
 from search.secrets import mask_text
@@ -205,9 +206,12 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
     from search.trial import freeze_long_lived_objects, run_trial
 
     multi = len(study.directions) > 1
+    beat = ProxyHeartbeat(study) if is_proxy(study._storage) else None  # Optuna's: RDB only
 
     def objective(trial):
         ended = {}  # the attempt's run, once the trial runner closed it
+        if beat:
+            beat.beat(trial)
         try:
             return run(trial, ended)
         except KeyboardInterrupt as err:  # Optuna fails the trial and re-raises
@@ -216,6 +220,9 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
                 tracker.submit(tracker.close_run, ended["run_id"], "KILLED", "interrupted",
                                stop_reason(err))
             raise
+        finally:
+            if beat:
+                beat.rest()
 
     def run(trial, ended):
         if worker:
@@ -242,8 +249,8 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
 
     freeze_long_lived_objects()
     quiet_interrupted_trials()
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
-                   gc_after_trial=True, callbacks=list(callbacks))
+    optimize_with(study, objective, beat, n_trials=n_trials, timeout=timeout, catch=(TrialFailed,),
+              gc_after_trial=True, callbacks=list(callbacks))
 
 
 class _NoInterruptedTrialLog(logging.Filter):

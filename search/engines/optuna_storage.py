@@ -1,6 +1,9 @@
-"""Optuna's storages as the search opens them: a journal file or a database (with
-Optuna's heartbeat, and a retry of a trial whose worker died), its schema made by one
-process at a time (`search.stores.first_use_lock`), never in the MLflow store's database.
+"""Optuna's storages as the search opens them: a journal file, a database (with
+Optuna's heartbeat, and a retry of a trial whose worker died; a few pooled connections
+per process), or a `keras-relu storage-proxy` at `grpc://HOST:PORT` (Optuna's
+`GrpcStorageProxy`, whose heartbeat is `search.engines.optuna_heartbeat`'s). A database's
+schema is made by one process at a time (`search.stores.first_use_lock`), never in the
+MLflow store's database.
 """
 
 import pathlib
@@ -14,6 +17,9 @@ from search.secrets import mask_text
 
 HEARTBEAT = {"heartbeat_interval": 3, "grace_period": 10}  # seconds; RDB storages only
 MAX_RETRY = 3  # a trial whose worker died is retried at most this often
+# A worker's connections: at most 3 (the heartbeat thread takes one of its own); a dropped
+# connection is noticed before use, not mid-trial.
+POOL = {"pool_size": 2, "max_overflow": 1, "pool_pre_ping": True}
 
 
 def open_storage(url=None):
@@ -29,14 +35,10 @@ def open_storage(url=None):
             # (holder killed) by stat-ing through it; a relative target dangles and the
             # waiters spin forever.
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-        connect_args = {"connect_timeout": 10} if target.startswith(("postgresql", "mysql")) else {}
-        with warnings.catch_warnings(), stores.first_use_lock(target):  # one schema maker
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if target.startswith(stores.SQL_SCHEMES):
-                stores.check_schema_owner(target, "optuna")  # not the MLflow store's
-            return optuna.storages.RDBStorage(  # heartbeat and retry: "experimental"
-                stores.sqlalchemy_url(target), engine_kwargs={"connect_args": connect_args},
-                heartbeat_stale_trial_callback=retry_callback(), **HEARTBEAT)
+        if target.startswith("grpc://"):
+            return open_proxy(target)
+        return open_database(target, heartbeat_stale_trial_callback=retry_callback(),
+                             **HEARTBEAT)
     except UsageError:
         raise
     except Exception as err:
@@ -45,6 +47,60 @@ def open_storage(url=None):
         raise UsageError(
             f"cannot open storage {mask_text(target)}: {lines[0] if lines else type(err).__name__}"
         ) from None
+
+
+def open_database(url, pool=None, **options):
+    """Optuna's `RDBStorage` at `url` (schema made or checked once, one process at a time),
+    with `pool` (default `POOL`) on a database server; `options` go to `RDBStorage`."""
+    server = url.startswith(stores.SQL_SCHEMES)
+    engine = {"connect_args": {"connect_timeout": 10} if url.startswith(("postgresql", "mysql"))
+              else {}, **((POOL if pool is None else pool) if server else {})}
+    with warnings.catch_warnings(), stores.first_use_lock(url):  # one schema maker
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if server:
+            stores.check_schema_owner(url, "optuna")  # not the MLflow store's
+        return optuna.storages.RDBStorage(stores.sqlalchemy_url(url), engine_kwargs=engine,
+                                          **options)  # heartbeat and retry: "experimental"
+
+
+class ProxyStorage(optuna.storages.GrpcStorageProxy):
+    """Optuna's `GrpcStorageProxy` that knows its URL, to name it when it goes away."""
+
+    def __init__(self, url):
+        host, port = stores.proxy_address(url)
+        self.url = url
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(host=host, port=port)
+
+
+def open_proxy(url):
+    """A `ProxyStorage` for `grpc://HOST:PORT`, once a handshake succeeded."""
+    stores.check_proxy(url)
+    return ProxyStorage(url)
+
+
+def is_proxy(storage):
+    """Whether `storage` is reached through a storage proxy (no Optuna heartbeat there)."""
+    return isinstance(storage, optuna.storages.GrpcStorageProxy)
+
+
+def store_lost(storage, err):
+    """A `StoreLost` naming the storage proxy if `err` says it stopped answering, else
+    None."""
+    import grpc
+
+    from search.store_health import StoreLost
+
+    gone = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.DEADLINE_EXCEEDED)
+    while err is not None and not isinstance(err, grpc.RpcError):  # Optuna's tell may
+        err = err.__cause__ or err.__context__  # fail on its own after the lost call
+    if not (is_proxy(storage) and err is not None and err.code() in gone):
+        return None
+    url = getattr(storage, "url", "grpc://")
+    return StoreLost(f"the storage proxy {url} stopped answering ({err.code().name}); "
+                     "resume once it is back")
 
 
 class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)

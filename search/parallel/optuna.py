@@ -30,7 +30,8 @@ class Launcher:
 
     def __init__(self, study, settings, tracker):
         self.study, self.settings, self.tracker = study, settings, tracker
-        self.rdb = "://" in settings.storage_url
+        # Optuna's heartbeat: RDB only (behind a storage proxy the launcher retries itself)
+        self.rdb = "://" in settings.storage_url and not self._proxied
         self.devices = runtime.parse_devices(settings.devices)
         self.workers = settings.worker_count
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -80,9 +81,26 @@ class Launcher:
                         on_trial(self.study, trial)
         except BaseException as err:  # interrupted, or a worker failed: stop the others
             runtime.stop([proc for proc, _, _ in self.procs.values()])
+            self._check_proxy()
             self._close_leftovers("interrupted by the user" if isinstance(err, KeyboardInterrupt)
                                   else f"search stopped: {err}")
             raise
+
+    @property
+    def _proxied(self):
+        return self.settings.storage_url.startswith("grpc://")
+
+    def _check_proxy(self):
+        """`StoreLost` if the study's storage proxy stopped answering (its workers said so)."""
+        from search import UsageError, stores
+        from search.store_health import StoreLost
+
+        if self._proxied:
+            try:
+                stores.check_proxy(self.settings.storage_url, timeout=2)
+            except UsageError:
+                raise StoreLost(f"the storage proxy {self.settings.storage_url} stopped "
+                                "answering; resume once it is back") from None
 
     def _ended(self, slot, code, wid, rest):
         """A worker exited: done with its share (a fresh one takes the rest), or dead (its

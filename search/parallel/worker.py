@@ -58,6 +58,8 @@ def _storage_url(engine, storage):
     if "://" not in url and not os.path.isfile(url):  # Optuna would make an empty one
         raise UsageError(f"no study storage at {url}: a journal file that does not exist "
                          "(a search makes it: keras-relu search --storage PATH)")
+    if url.startswith("grpc://"):
+        stores.check_proxy(url)  # before the backend's import: one line in a second
     return url
 
 
