@@ -125,8 +125,9 @@ class Bench:
         if config != "server":
             return f"sqlite:///{folder}/mlflow.db"
         if self.mlflow is None:
+            from search.stores import sqlalchemy_url
             self.mlflow = self.services.start_mlflow_server(
-                self.dbs.mlflow_db(), self.folder, os.path.join(self.folder, "mlflow.log"))
+                sqlalchemy_url(self.dbs.mlflow_db()), self.folder, os.path.join(self.folder, "mlflow.log"))
         return self.mlflow[1]
 
     def run(self, n, config, real=False):
@@ -155,7 +156,7 @@ class Bench:
         finally:
             peaks = self.poller.peaks()
             if proxy:
-                proxy[0].stop()
+                proxy.stop()
         return self._figures(n, config, kind, study, tracking, folder, answer, peaks)
 
     def _real(self, n, folder, args):
