@@ -1,10 +1,10 @@
 """N workers on one study, the stores measured: trials/min, latencies, connections, invariants.
 
     python benchmarks/bench_search_scale.py [--workers 8,32,64] [--configs direct,proxy,server]
-        [--real 8] [--pg-url URL] [--trials-per-worker 3] [--epochs 5]
+        [--real 8] [--real-trials 2] [--pg-url URL] [--trials-per-worker 3] [--epochs 5]
         [--epoch-seconds 0.2] [--json PATH]
 
-Each (N, configuration) gets a fresh study, made once by a seed search (one real tiny
+Each (N, configuration) gets a fresh study, made once by a seed search (one stand-in
 trial: the study, the job a worker reads, the MLflow experiment and parent run), then N
 stand-in workers: `keras-relu worker` as shipped, forked from one preloaded process, the
 model fit replaced by a sleep of `--epoch-seconds` per epoch (see scale_worker.py).
@@ -12,7 +12,8 @@ Configurations: `direct` (workers on postgresql://, MLflow in a local SQLite fil
 `proxy` (one `keras-relu storage-proxy` in front of the database, workers on grpc://,
 MLflow in SQLite) and `server` (workers on postgresql://, MLflow through an
 `mlflow server` backed by PostgreSQL). `--real N` also runs N real workers with a tiny
-model (direct): their latencies beside the stand-ins' show whether the stand-in flatters.
+model (direct, `--real-trials` each): their latencies beside the stand-ins' show whether
+the stand-in flatters.
 The database is `--pg-url` (the bench may create tables in it; a database beside it holds
 the MLflow server's runs) or a fresh one on 127.0.0.1:5432 as user postgres, dropped at
 the end. Latencies are timed in the workers (scale_timing.py); invariants are read back
@@ -59,6 +60,7 @@ def parse(argv=None):
     parser.add_argument("--workers", default="8,32,64")
     parser.add_argument("--configs", default="direct,proxy,server")
     parser.add_argument("--real", type=int, default=0, help="also run N real workers")
+    parser.add_argument("--real-trials", type=int, default=2, help="trials per real worker")
     parser.add_argument("--pg-url", help="a PostgreSQL database the bench may use")
     parser.add_argument("--trials-per-worker", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
@@ -70,8 +72,8 @@ def parse(argv=None):
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown or not args.configs:
         _fail(f"unknown configuration(s) {', '.join(unknown)}; valid: {', '.join(CONFIGS)}")
-    if args.real < 0 or args.trials_per_worker < 1 or args.epochs < 1:
-        _fail("--real must be >= 0, --trials-per-worker and --epochs >= 1")
+    if args.real < 0 or min(args.trials_per_worker, args.real_trials, args.epochs) < 1:
+        _fail("--real must be >= 0, --trials-per-worker, --real-trials and --epochs >= 1")
     if not args.epoch_seconds > 0:
         _fail("--epoch-seconds must be > 0")
     if args.pg_url and not args.pg_url.startswith(("postgresql://", "postgresql+psycopg2://")):
@@ -141,14 +143,15 @@ class Bench:
         seed = {"study_name": study, "storage": self.dbs.study, "tracking_uri": tracking,
                 "trials": 1, "epochs": a.epochs, "batch_size": 128, "fix": FIX,
                 "controls": False}
-        if self.job(out=folder, seed=seed).get("seed_code") != 0:
+        trials = a.real_trials if real else a.trials_per_worker
+        if self.job(out=folder, seed=seed, epoch_seconds=a.epoch_seconds).get("seed_code") != 0:
             raise RuntimeError(f"the seed search failed; see {folder}/seed.log")
         storage, proxy = self.dbs.study, None
         if config == "proxy":
             proxy, storage = self.services.start_proxy(self.dbs.study,
                                                        os.path.join(folder, "proxy.log"))
         args = ["--study-name", study, "--storage", storage, "--tracking-uri", tracking,
-                "--trials", str(a.trials_per_worker), "--quiet"]
+                "--trials", str(trials), "--quiet"]
         self.poller.reset()
         try:
             answer = (self._real(n, folder, args) if real else
@@ -157,7 +160,7 @@ class Bench:
             peaks = self.poller.peaks()
             if proxy:
                 proxy.stop()
-        return self._figures(n, config, kind, study, tracking, folder, answer, peaks)
+        return self._figures(n, config, kind, study, tracking, folder, answer, peaks, trials)
 
     def _real(self, n, folder, args):
         from scale_worker import memory, wait_all
@@ -172,7 +175,7 @@ class Bench:
         return {"workers": workers, "wall": time.perf_counter() - start,
                 "parent_pss_kib": (memory(os.getpid()) or (0, 0))[0]}
 
-    def _figures(self, n, config, kind, study_name, tracking, folder, answer, peaks):
+    def _figures(self, n, config, kind, study_name, tracking, folder, answer, peaks, trials):
         import optuna
         import scale_checks as checks
         from search.stores import sqlalchemy_url
@@ -192,7 +195,7 @@ class Bench:
             "per_trial": checks.per_trial(stats, len(asked)),
             "connections": dict(zip(("study_db", "mlflow_db"), peaks.values())),
             "errors": checks.errors(dumps, codes),
-            "trials": checks.check_trials(study, asked, 1 + n * self.args.trials_per_worker),
+            "trials": checks.check_trials(study, asked, 1 + n * trials),
             "runs": checks.check_runs(study, tracking),
             "memory_kib": {"pss_median": pss[len(pss) // 2], "private_median":
                            private[len(private) // 2], "pss_sum": sum(pss),

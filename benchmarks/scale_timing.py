@@ -7,9 +7,9 @@ levels, so a slow call can be split into the store's round trips and everything 
   engine's "does this trial improve?" read);
 - the stores underneath: every method of Optuna's RDB storage or gRPC proxy client
   (`optuna.<method>`; the outermost call only), and MLflow's tracking store
-  (`mlflow.<method>`; a `log_batch` of 20 metrics or more is one epoch's logging,
-  `epoch_log`). A store call made inside an operation on the same thread is added to
-  that operation's store time.
+  (`mlflow.<method>`; a `log_batch` with metrics is one epoch's logging, `epoch_log`).
+  A store call made inside an operation on the same thread is added to that
+  operation's store time.
 `install()` wraps; `dump(path)` writes what one process recorded as JSON.
 """
 
@@ -28,7 +28,6 @@ OPS = {"ask": ("optuna.study.study", "Study", "ask"),
        "clear": ("keras.utils", None, "clear_session")}  # the runner's clean-up
 MLFLOW = ("create_run", "log_batch", "update_run_info", "get_run", "search_runs",
           "get_experiment_by_name", "set_tag")
-EPOCH_METRICS = 20  # a log_batch with at least this many metrics is an epoch's logging
 NOT_ERRORS = ("TrialPruned", "KeyboardInterrupt", "SystemExit", "GeneratorExit")
 
 calls = {}  # op -> [[seconds, store seconds inside], ...]
@@ -87,8 +86,7 @@ def _store(prefix, name, fn):
             _local.in_store = False
             took = time.perf_counter() - start
             op = f"{prefix}.{name}"
-            if name == "log_batch" and len(kwargs.get("metrics", args[2] if len(args) > 2
-                                                      else ()) or ()) >= EPOCH_METRICS:
+            if name == "log_batch" and (kwargs.get("metrics") or args[2:3] and args[2]):
                 op = "epoch_log"
             calls.setdefault(op, []).append([took, took])
             if frames:
