@@ -92,8 +92,10 @@ def test_bad_storage_proxy_input_is_one_line_and_exit_2(tmp_path):
 def recipe_commands():
     """The recipe block of docs/guides/scaling.md: one command per entry, comments dropped,
     continuation lines joined."""
-    text = open(os.path.join(ROOT, "docs", "guides", "scaling.md")).read()
-    block = re.search(r"<!-- recipe: storage-proxy -->\n```bash\n(.*?)```", text, re.S).group(1)
+    with open(os.path.join(ROOT, "docs", "guides", "scaling.md")) as guide:
+        text = guide.read()
+    block = re.search(r"<!-- recipe: storage-proxy -->\n```bash\n(.*?)```", text,
+                      re.DOTALL).group(1)
     block = block.replace("\\\n", " ")
     return [" ".join(line.split()) for line in block.splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
