@@ -1,10 +1,13 @@
-"""The benchmark scripts' own input checks (the benchmarks themselves run by hand)."""
+"""The benchmark scripts' own input checks (the benchmarks themselves run by hand), and
+one tiny run of the scale benchmark, whose invariants are the product's."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+from conftest import one_pass, worker_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,3 +118,51 @@ def test_revive_bench_refuses_bad_arguments_in_one_line(args):
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("bench_revive.py: ")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--workers", "8,0"], "--workers takes positive whole numbers separated by commas, not "
+                           "'8,0'"),
+    (["--workers", "8,x"], "--workers takes positive whole numbers separated by commas, not "
+                           "'8,x'"),
+    (["--configs", "direct,sharded"], "unknown configuration(s) sharded; valid: direct, proxy, "
+                                      "server"),
+    (["--real", "-1"], "--real must be >= 0, --trials-per-worker, --real-trials and --epochs >= 1"),
+    (["--epochs", "0"], "--real must be >= 0, --trials-per-worker, --real-trials and --epochs >= 1"),
+    (["--epoch-seconds", "0"], "--epoch-seconds must be > 0"),
+    (["--pg-url", "sqlite:///x.db"], "--pg-url must be a postgresql:// URL, not 'sqlite:///x.db'"),
+    (["--json", "/no/such/folder/out.json"], "--json: no folder /no/such/folder"),
+])
+def test_scale_bench_refuses_bad_arguments_in_one_line(args, line):
+    proc = subprocess.run([sys.executable, "benchmarks/bench_search_scale.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # before any database, process or table
+    assert proc.stderr.splitlines() == [f"bench_search_scale.py: {line}"]
+
+
+@one_pass("jax")
+def test_scale_bench_two_stand_in_workers_keep_every_invariant(tmp_path, pg_new_database):
+    """Two stand-in `keras-relu worker`s on a fresh PostgreSQL database: the seed's trial and
+    the workers' 2 x 2 all finished once, each with one closed MLflow run; the connections
+    and the timed calls were seen."""
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, "benchmarks/bench_search_scale.py", "--workers", "2",
+                           "--configs", "direct", "--trials-per-worker", "2", "--epochs", "2",
+                           "--epoch-seconds", "0.05", "--pg-url", pg_new_database(),
+                           "--json", str(out)], cwd=ROOT, env=worker_env(),
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert "error" not in row, row
+    assert row["trials"] == {"trials": 5, "counted": 5, "retried": 0, "stuck": 0,
+                             "duplicated": 0, "lost": 0, "short": 0}
+    assert row["runs"] == {"runs": 5, "mismatched": 0, "running": 0}
+    assert row["errors"] == {"exceptions": {}, "failed_workers": 0}
+    assert 2 <= row["connections"]["study_db"] <= 8  # two workers, pools of a few each
+    latency = row["latency_ms"]
+    assert latency["ask"]["n"] == 4 and latency["tell"]["n"] == 4
+    assert latency["epoch_log"]["n"] >= 4 and latency["report"]["n"] >= 4
+    assert 0 < row["per_trial"]["total_ms"] < 60_000 and row["trials_per_min"] > 0
+    assert 0 < row["memory_kib"]["private_median"] < 1 << 20  # a forked stand-in: < 1 GiB
+    assert "| 2 | direct | " in proc.stdout
