@@ -111,7 +111,8 @@ def test_the_recipe_runs_end_to_end_on_loopback(tmp_path, pg_new_database):
              ("postgresql://postgres@db-host:5432/studies", studies),
              ("db-host", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("13000", str(proxy_port)),
              ("5000", str(mlflow_port)), ("/srv/mlflow-artifacts", str(tmp_path / "art")),
-             ("--epochs 10", "--epochs 2 " + " ".join(FAST)), ("--trials 25", "--trials 1")]
+             ("--epochs 10", "--epochs 2 " + " ".join(FAST)), ("--trials 25", "--trials 1"),
+             (f"--port {mlflow_port}", f"--port {mlflow_port} --workers 1")]  # 2 cores here
     lines = recipe_commands()
     assert [line.split()[:2] for line in lines] == [
         ["createdb", "-h"], ["createdb", "-h"], ["mlflow", "server"],
@@ -130,15 +131,19 @@ def test_the_recipe_runs_end_to_end_on_loopback(tmp_path, pg_new_database):
         wait_for(lambda: _answers(uri + "/health"), services[0], 120, "the MLflow server")
         up = time.monotonic()
         search, worker = (shlex.split(line)[1:] for line in lines[4:])
-        code, out, err = finish(start(search[1:], tmp_path), timeout=300)
-        assert code == 0, err[-3000:]
+        maker = start(search[1:], tmp_path)
+        storage = engine.open_storage(studies)  # workers join once the study has its job
+        wait_for(lambda: _has_job(storage, "big"), maker, 200, "the study")
         made = time.monotonic()
         workers = [start(worker[1:], tmp_path, command="worker") for _ in range(2)]
+        code, out, err = finish(maker, timeout=300)
+        assert code == 0, err[-3000:]
         for proc in workers:
             code, out, err = finish(proc, timeout=300)
             assert code == 0, err[-3000:]
         print(f"\nthe recipe: {time.monotonic() - began:.0f} s (servers up {up - began:.0f} s, "
-              f"the study {made - up:.0f} s, 2 workers {time.monotonic() - made:.0f} s)")
+              f"the study made {made - up:.0f} s, then the search's trial and 2 workers "
+              f"{time.monotonic() - made:.0f} s)")
         children, parents = runs(tmp_path, "big", uri=uri)  # through the server
     finally:
         for proc in services:
@@ -149,6 +154,13 @@ def test_the_recipe_runs_end_to_end_on_loopback(tmp_path, pg_new_database):
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == list(range(3))
     assert {r.info.status for r in children} == {"FINISHED"}
     assert [p.info.status for p in parents] == ["FINISHED"]
+
+
+def _has_job(storage, name):
+    try:
+        return engine.JOB_ATTR in optuna.load_study(study_name=name, storage=storage).user_attrs
+    except KeyError:
+        return False
 
 
 def _answers(url):
