@@ -29,6 +29,7 @@ from test_chaos import Killer, check_consistent
 from test_stops import finish, runs, start, trials, wait_for
 
 from search.engines import optuna as engine
+from search.engines.optuna_heartbeat import GRACE
 
 FAST = ["--fix=depth=1", "--fix=width=16", "--batch-size=128", "--pruner=none"]
 State = optuna.trial.TrialState
@@ -185,8 +186,11 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
         code, out, err = finish(start(["--study-name", name, "--storage", url, "--trials", "1",
                                        "--epochs", "3", *FAST], tmp_path), timeout=300)
         assert code == 0, err[-3000:]
+        made = time.monotonic()
         join = ["--study-name", name, "--storage", url, "--trials", "50", "--quiet"]
-        workers = [start(join, tmp_path, command="worker") for _ in range(2)]
+        # One named as if on another machine: only its stamps can tell that it is gone.
+        workers = [start(join + extra, tmp_path, command="worker")
+                   for extra in ([], ["--worker-id", "elsewhere:1"])]
         wait_for(lambda: len(trained_an_epoch(storage, name)) == 2, workers[0], 120,
                  "both workers mid-trial")
         out, err = stop(proxy)
@@ -200,8 +204,10 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
                                            "resume once it is back"], (code, err[-3000:])
         took = time.monotonic() - stopped
         assert took < 15, took
-        cut = [t.number for t in trials(storage, name) if t.state == State.RUNNING]
+        cut = {t.number: t.user_attrs.get("worker") for t in trials(storage, name)
+               if t.state == State.RUNNING}
         assert 1 <= len(cut) <= 2, cut  # a stopped proxy cannot record their end
+        time.sleep(max(0.0, stopped + GRACE + 1 - time.monotonic()))  # their stamps: stale
         proxy = start_proxy(database, port, tmp_path)
         again = [start(join[:-3] + ["--trials", "1", "--quiet"], tmp_path, command="worker")
                  for _ in range(2)]
@@ -210,12 +216,16 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
             assert code == 0, err[-3000:]
     finally:
         stop(proxy)
-    print(f"\nproxy SIGTERM: workers out in {took:.1f} s; all {time.monotonic() - began:.0f} s")
+    print(f"\nproxy SIGTERM: workers out in {took:.1f} s, cut {cut}; study made in "
+          f"{made - began:.0f} s, stop at {stopped - began:.0f} s, all "
+          f"{time.monotonic() - began:.0f} s")
     ended = trials(storage, name)
     assert all(t.state.is_finished() for t in ended), [(t.number, t.state.name) for t in ended]
     retried = {t.system_attrs.get("failed_trial"): t for t in ended}
-    for number in cut:  # failed by the resume, then run again with the same parameters
+    for number, worker in cut.items():  # failed by the resume, then run again
         assert ended[number].state == State.FAIL, ended[number].state
+        reason = ended[number].user_attrs["reason"]
+        assert ("no heartbeat for" if worker == "elsewhere:1" else "died") in reason, reason
         assert retried[number].state in (State.COMPLETE, State.PRUNED)
         assert retried[number].params == ended[number].params
     children, parents = runs(tmp_path, name)
