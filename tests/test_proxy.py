@@ -29,6 +29,7 @@ from test_chaos import Killer, check_consistent
 from test_stops import finish, runs, start, trials, wait_for
 
 from search.engines import optuna as engine
+from search.engines.optuna_heartbeat import GRACE
 
 FAST = ["--fix=depth=1", "--fix=width=16", "--batch-size=128", "--pruner=none"]
 State = optuna.trial.TrialState
@@ -111,7 +112,8 @@ def test_the_recipe_runs_end_to_end_on_loopback(tmp_path, pg_new_database):
              ("postgresql://postgres@db-host:5432/studies", studies),
              ("db-host", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("13000", str(proxy_port)),
              ("5000", str(mlflow_port)), ("/srv/mlflow-artifacts", str(tmp_path / "art")),
-             ("--epochs 10", "--epochs 2 " + " ".join(FAST)), ("--trials 25", "--trials 1")]
+             ("--epochs 10", "--epochs 2 " + " ".join(FAST)), ("--trials 25", "--trials 1"),
+             (f"--port {mlflow_port}", f"--port {mlflow_port} --workers 1")]  # 2 cores here
     lines = recipe_commands()
     assert [line.split()[:2] for line in lines] == [
         ["createdb", "-h"], ["createdb", "-h"], ["mlflow", "server"],
@@ -130,15 +132,19 @@ def test_the_recipe_runs_end_to_end_on_loopback(tmp_path, pg_new_database):
         wait_for(lambda: _answers(uri + "/health"), services[0], 120, "the MLflow server")
         up = time.monotonic()
         search, worker = (shlex.split(line)[1:] for line in lines[4:])
-        code, out, err = finish(start(search[1:], tmp_path), timeout=300)
-        assert code == 0, err[-3000:]
+        maker = start(search[1:], tmp_path)
+        storage = engine.open_storage(studies)  # workers join once the study has its job
+        wait_for(lambda: _has_job(storage, "big"), maker, 200, "the study")
         made = time.monotonic()
         workers = [start(worker[1:], tmp_path, command="worker") for _ in range(2)]
+        code, out, err = finish(maker, timeout=300)
+        assert code == 0, err[-3000:]
         for proc in workers:
             code, out, err = finish(proc, timeout=300)
             assert code == 0, err[-3000:]
         print(f"\nthe recipe: {time.monotonic() - began:.0f} s (servers up {up - began:.0f} s, "
-              f"the study {made - up:.0f} s, 2 workers {time.monotonic() - made:.0f} s)")
+              f"the study made {made - up:.0f} s, then the search's trial and 2 workers "
+              f"{time.monotonic() - made:.0f} s)")
         children, parents = runs(tmp_path, "big", uri=uri)  # through the server
     finally:
         for proc in services:
@@ -149,6 +155,13 @@ def test_the_recipe_runs_end_to_end_on_loopback(tmp_path, pg_new_database):
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == list(range(3))
     assert {r.info.status for r in children} == {"FINISHED"}
     assert [p.info.status for p in parents] == ["FINISHED"]
+
+
+def _has_job(storage, name):
+    try:
+        return engine.JOB_ATTR in optuna.load_study(study_name=name, storage=storage).user_attrs
+    except KeyError:
+        return False
 
 
 def _answers(url):
@@ -173,8 +186,11 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
         code, out, err = finish(start(["--study-name", name, "--storage", url, "--trials", "1",
                                        "--epochs", "3", *FAST], tmp_path), timeout=300)
         assert code == 0, err[-3000:]
+        made = time.monotonic()
         join = ["--study-name", name, "--storage", url, "--trials", "50", "--quiet"]
-        workers = [start(join, tmp_path, command="worker") for _ in range(2)]
+        # One named as if on another machine: only its stamps can tell that it is gone.
+        workers = [start(join + extra, tmp_path, command="worker")
+                   for extra in ([], ["--worker-id", "elsewhere:1"])]
         wait_for(lambda: len(trained_an_epoch(storage, name)) == 2, workers[0], 120,
                  "both workers mid-trial")
         out, err = stop(proxy)
@@ -188,8 +204,10 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
                                            "resume once it is back"], (code, err[-3000:])
         took = time.monotonic() - stopped
         assert took < 15, took
-        cut = [t.number for t in trials(storage, name) if t.state == State.RUNNING]
+        cut = {t.number: t.user_attrs.get("worker") for t in trials(storage, name)
+               if t.state == State.RUNNING}
         assert 1 <= len(cut) <= 2, cut  # a stopped proxy cannot record their end
+        time.sleep(max(0.0, stopped + GRACE + 1 - time.monotonic()))  # their stamps: stale
         proxy = start_proxy(database, port, tmp_path)
         again = [start(join[:-3] + ["--trials", "1", "--quiet"], tmp_path, command="worker")
                  for _ in range(2)]
@@ -198,12 +216,16 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
             assert code == 0, err[-3000:]
     finally:
         stop(proxy)
-    print(f"\nproxy SIGTERM: workers out in {took:.1f} s; all {time.monotonic() - began:.0f} s")
+    print(f"\nproxy SIGTERM: workers out in {took:.1f} s, cut {cut}; study made in "
+          f"{made - began:.0f} s, stop at {stopped - began:.0f} s, all "
+          f"{time.monotonic() - began:.0f} s")
     ended = trials(storage, name)
     assert all(t.state.is_finished() for t in ended), [(t.number, t.state.name) for t in ended]
     retried = {t.system_attrs.get("failed_trial"): t for t in ended}
-    for number in cut:  # failed by the resume, then run again with the same parameters
+    for number, worker in cut.items():  # failed by the resume, then run again
         assert ended[number].state == State.FAIL, ended[number].state
+        reason = ended[number].user_attrs["reason"]
+        assert ("no heartbeat for" if worker == "elsewhere:1" else "died") in reason, reason
         assert retried[number].state in (State.COMPLETE, State.PRUNED)
         assert retried[number].params == ended[number].params
     children, parents = runs(tmp_path, name)
