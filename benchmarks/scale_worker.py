@@ -56,7 +56,7 @@ class _Watcher:
 
 def install_stand_in(epoch_seconds):
     """Replace the model fit (and the logging of a model that does not exist)."""
-    import search.tracking
+    import search.child_run
     import search.trial
 
     def fit(cures, data, settings, build, recorder, callbacks, run=None, warn_unread=False):
@@ -80,7 +80,7 @@ def install_stand_in(epoch_seconds):
 
     search.trial._fit = fit
     search.trial.seed_quietly = seed
-    search.tracking.ChildRun.log_model = log_model
+    search.child_run.ChildRun.log_model = log_model
 
 
 def _preload():

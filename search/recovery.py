@@ -15,7 +15,8 @@ import os
 import socket
 import sys
 
-from search.tracking import PROCESS_TAG, STATUS, active_tracker
+from search.child_run import PROCESS_TAG, STATUS
+from search.tracking import active_tracker
 
 _STATUS_OF_TRIAL = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}  # anything else: FAILED
 

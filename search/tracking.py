@@ -1,27 +1,36 @@
 """MLflow tracking: one experiment per study, a parent run per search, a child run per trial.
 
 Runs are linked by an explicit `mlflow.parentRunId` tag (never the thread-local active
-run stack) and written with `MlflowClient`, so any engine or thread can log a trial.
+run stack) and written with `MlflowClient`, so any engine or thread can log a trial
+(`search.child_run`). Every write is one `log_batch` (MLflow splits it at its limits);
+with `MLFLOW_ENABLE_ASYNC_LOGGING=true` MLflow queues it, and a run is closed only once
+its writes landed. A tracking server that goes away mid-search is `StoreLost`: one line
+in about 15 s (`server_defaults`), not MLflow's minutes of retries.
 """
 
+import contextlib
 import json
-import logging
 import os
 import pathlib
-import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from search.child_run import PROCESS_TAG, ChildRun
 from search.runtime import process_id
 from search.secrets import mask_text
+from search.store_health import StoreLost
 
 MLRUNS = "mlruns"
-HISTORY_PLOT = "dead_fraction.png"
-UNIT_PLOT = "unit_activity.png"
-_log = logging.getLogger("search.tracking")
-STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
-PROCESS_TAG = "process"  # HOST:PID of the process that created a run
 _ACTIVE = None  # the Tracker this process opened last (see active_tracker)
+LOST_PROBE = 5  # seconds to tell a lost tracking store from a failed write
+# For a tracking server, unless set: MLflow's 7 retries with a factor 2 take ~4 minutes a
+# call; 4 retries 0, 2, 4 and 8 s apart take ~15 s. MLflow prints no "View run" link per
+# closed run (the search says where its runs are).
+SERVER_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",  # seconds for an answer (MLflow: 120)
+                   "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def active_tracker():
@@ -47,6 +56,14 @@ def mlflow_uri(uri=None):
     from search.stores import sqlalchemy_url
 
     return sqlalchemy_url(resolve_tracking_uri(uri))
+
+
+def server_defaults(uri):
+    """For a tracking server (`http(s)://`): `SERVER_DEFAULTS` in this process's
+    environment (and its workers'), each only where the user did not set it."""
+    if uri.startswith(("http://", "https://")):
+        for name, value in SERVER_DEFAULTS.items():
+            os.environ.setdefault(name, value)
 
 
 def ui_command(uri):
@@ -83,10 +100,14 @@ class Tracker:
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # schema set-up lines
+        # a failed asynchronous write: raised by close_run / flush, not logged as well
+        logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(
+            logging.CRITICAL)
 
         from search import secrets, stores
 
         secrets.guard_output(uri)  # before MLflow prints anything about this store
+        server_defaults(uri)
         self._entities = mlflow.entities
         self.uri, self.experiment_name = uri, experiment_name
         if uri.startswith("sqlite:///"):
@@ -98,6 +119,8 @@ class Tracker:
         self.parent_id = None
         self.child_tags = {}  # tags of every child run, e.g. the worker and its device
         self._writer, self._pending = None, []
+        self._operations, self._lock = {}, threading.Lock()  # run id -> MLflow's async writes
+        self.lost = None  # the line that says the store went away, once it did
         global _ACTIVE
         _ACTIVE = self
 
@@ -162,143 +185,110 @@ class Tracker:
                 self.close_run(run.info.run_id, status, state, reason)
 
     def close_run(self, run_id, status, state, reason=""):
-        """End run `run_id` with MLflow `status`, and our `state` and `reason` tags."""
+        """End run `run_id` with MLflow `status`, and our `state` and `reason` tags, once
+        its asynchronous writes landed."""
         self.log(run_id, tags={"state": state, **({"reason": reason[:5000]} if reason else {})})
+        self._wait(run_id)
         self.client.set_terminated(run_id, status)
 
     def finish_parent(self, status, best=None, summary=None):
         """Wait for the trials' writes, then close the parent run with the best trial
-        (`best` = {"metrics": {...}, "params": {...}}) and the summary table."""
+        (`best` = {"metrics": {...}, "params": {...}}) and the summary table; nothing
+        if the store went away (a resume closes it, see `search.recovery`)."""
         try:
             self.flush()
         finally:
-            if best:
-                self.log(self.parent_id, metrics=best.get("metrics", {}),
-                         params={f"best.{k}": v for k, v in best.get("params", {}).items()})
-            if summary:
-                self.client.log_text(self.parent_id, summary, "best_trials.txt")
-            self.client.set_terminated(self.parent_id, status)
+            if not self.lost:
+                if best:
+                    self.log(self.parent_id, metrics=best.get("metrics", {}),
+                             params={f"best.{k}": v for k, v in best.get("params", {}).items()})
+                if summary:
+                    self.client.log_text(self.parent_id, summary, "best_trials.txt")
+                self._wait(self.parent_id)
+                self.client.set_terminated(self.parent_id, status)
 
-    def start_child(self, trial_number, engine, params):
+    def start_child(self, trial_number, engine, params, tags=None):
         """A child run of the parent; everything it logs is written in the background."""
-        return ChildRun(self, trial_number, engine, params)
+        return ChildRun(self, trial_number, engine, params, tags)
 
     def log(self, run_id, metrics=None, params=None, tags=None, step=0):
-        """One `log_batch` call: numeric metrics at `step`, params and tags as text."""
+        """One `log_batch` call (MLflow splits it at 1000 metrics, 100 params or 100 tags
+        a request): numeric metrics at `step`, params and tags as text. Asynchronous
+        logging (MLflow's `MLFLOW_ENABLE_ASYNC_LOGGING`) queues it; `close_run` and
+        `flush` wait for it."""
         entities, now = self._entities, int(time.time() * 1000)
-        self.client.log_batch(
+        operations = self.client.log_batch(
             run_id,
             metrics=[entities.Metric(k, v, now, step) for k, v in _numbers(metrics or {}).items()],
             params=[entities.Param(k, _text(v)) for k, v in (params or {}).items()],
             tags=[entities.RunTag(k, _text(v)) for k, v in (tags or {}).items()],
         )
+        if operations is not None:  # MLflow's RunOperations: asynchronous
+            with self._lock:
+                self._operations.setdefault(run_id, []).append(operations)
+
+    def _wait(self, run_id=None):
+        """Wait for MLflow's asynchronous writes to run `run_id` (None: every run)."""
+        with self._lock:
+            runs = list(self._operations) if run_id is None else [run_id]
+            waiting = [op for run in runs for op in self._operations.pop(run, [])]
+        for operations in waiting:
+            operations.wait()
 
     def submit(self, fn, *args, **kwargs):
         """Run `fn` in the tracker's one writer thread (in order), so training never waits
-        for MLflow; a write that failed earlier is raised here."""
+        for MLflow; a write that failed earlier is raised here (`StoreLost` once the
+        store went away: then nothing more is written)."""
+        if self.lost:
+            raise StoreLost(self.lost)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
         done = [f for f in self._pending if f.done()]
         self._pending = [f for f in self._pending if not f.done()]
         for future in done:
             future.result()
-        future = self._writer.submit(fn, *args, **kwargs)
+        future = self._writer.submit(self._guarded, fn, args, kwargs)
         self._pending.append(future)
         return future
 
+    def _guarded(self, fn, args, kwargs):
+        with self.guarded():
+            return fn(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def guarded(self):
+        """For MLflow calls: `StoreLost` if they failed because the store went away."""
+        if self.lost:
+            raise StoreLost(self.lost)
+        try:
+            yield
+        except Exception:
+            self.check_store()
+            raise
+
+    def check_store(self):
+        """Raise `StoreLost` (one line naming the store) if the tracking store stopped
+        answering; from then on the tracker writes nothing."""
+        from search import UsageError, stores
+
+        if not self.lost:
+            try:
+                stores.check_tracking_store(self.uri, timeout=LOST_PROBE)
+                return
+            except UsageError as err:
+                self.lost = f"{err} (mid-search; resume once it answers again)"
+        raise StoreLost(self.lost) from None
+
     def flush(self):
-        """Wait for every background write; raise the first that failed."""
+        """Wait for every background write, MLflow's asynchronous ones included; raise
+        the first that failed."""
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()
-
-
-def _signature(infer_signature, model, sample):
-    """The model's MLflow signature from `sample` inputs and its output shape (a predict
-    here would retrace every trial's new model on TensorFlow)."""
-    import numpy as np
-
-    if len(model.outputs) != 1:
-        return None
-    shape = (len(sample), *model.outputs[0].shape[1:])
-    return infer_signature(sample, np.zeros(shape, "float32"))
-
-
-class ChildRun:
-    """One trial's run: created, fed per-epoch metrics and closed in the writer thread."""
-
-    def __init__(self, tracker, trial_number, engine, params):
-        self.tracker = tracker
-        tags = {PROCESS_TAG: process_id(), **tracker.child_tags,
-                "mlflow.parentRunId": tracker.parent_id,
-                "engine": engine, "trial_number": str(trial_number), "state": "running"}
-        self._run_id = tracker.submit(self._create, tags, f"trial-{trial_number}", params)
-
-    def _create(self, tags, name, params):
-        client = self.tracker.client
-        run_id = client.create_run(self.tracker.experiment_id, tags=tags, run_name=name).info.run_id
-        self.tracker.log(run_id, params=params)
-        return run_id
-
-    @property
-    def run_id(self):
-        return self._run_id.result()
-
-    def log_epoch(self, epoch, logs):
-        self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=logs, step=epoch))
-
-    def log(self, metrics=None, tags=None):
-        """Metrics (at step 0) and tags, in the background."""
-        self.tracker.submit(lambda: self.tracker.log(self.run_id, metrics=metrics, tags=tags))
-
-    def log_dict(self, data, name):
-        """A JSON artifact `name`, in the background."""
-        self.tracker.submit(lambda: self.tracker.client.log_dict(self.run_id, data, name))
-
-    def log_plots(self, monitor, redo=None):
-        """Queue the trial's pictures: the dead fraction per layer over epochs
-        (`HISTORY_PLOT`) and every unit's tau-dormant score over the checks (`UNIT_PLOT`),
-        drawn in the writer thread so training does not wait for matplotlib."""
-        if not monitor.checks:
-            return
-        import keras_relu
-
-        self.tracker.submit(self._write_plot, HISTORY_PLOT,
-                            lambda path: keras_relu.plot_neuron_history(monitor, path))
-        self.tracker.submit(self._write_plot, UNIT_PLOT,
-                            lambda path: keras_relu.plot_unit_activity(monitor, path, redo))
-
-    def _write_plot(self, name, draw):
+        if self.lost:
+            raise StoreLost(self.lost)
         try:
-            with tempfile.TemporaryDirectory() as folder:
-                path = os.path.join(folder, name)
-                draw(path)
-                self.tracker.client.log_artifact(self.run_id, path)
-        except Exception as err:  # a missing plot must not fail the trial
-            _log.warning("no %s for run %s: %s", name, self.run_id, err)
-
-    def log_model(self, model, sample):
-        """Log the fitted `model` to this run with MLflow's Keras flavour (a `.keras` file
-        inside), its signature read off `sample` inputs; returns its `models:/m-...` URI,
-        which `mlflow.keras.load_model` and `mlflow.register_model` take."""
-        import keras
-        import mlflow
-        from mlflow.models import Model, infer_signature
-
-        mlflow.set_tracking_uri(mlflow_uri(self.tracker.uri))  # where Model.log writes,
-        mlflow.set_experiment(experiment_id=self.tracker.experiment_id)  # and in which one
-        # mlflow.keras.log_model with an explicit run: the active-run stack is per thread.
-        # Given requirements spare MLflow inferring them by reloading the model.
-        info = Model.log(None, name="model", flavor=mlflow.keras, model=model,
-                         run_id=self.run_id,
-                         signature=_signature(infer_signature, model, sample),
-                         pip_requirements=[f"keras=={keras.__version__}", "keras-relu"])
-        self.tracker.submit(lambda: self.tracker.log(self.run_id, tags={"model_uri":
-                                                                       info.model_uri}))
-        return info.model_uri
-
-    def finish(self, state, reason=""):
-        """Close the run in the writer thread: `state` (complete, pruned, failed or
-        interrupted, the last one's status wins) and `reason` as tags."""
-        self.tracker.submit(lambda: self.tracker.close_run(self.run_id, STATUS.get(state, "FAILED"),
-                                                           state, reason))
+            self._wait()
+        except Exception:
+            self.check_store()
+            raise

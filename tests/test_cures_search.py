@@ -10,7 +10,8 @@ from conftest import BACKEND, mlflow_runs, search_logic
 from search.cli import main
 from search.engines import optuna as engine
 from search.space import default_space
-from search.tracking import UNIT_PLOT, default_tracking_uri
+from search.child_run import UNIT_PLOT
+from search.tracking import default_tracking_uri
 
 # Where ReLU units die fast (measured on TensorFlow: 39-47% dead after the first epoch,
 # 44-61% after four): 20 x Dense(16), Adam at 3e-2, no cure.

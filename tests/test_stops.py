@@ -187,13 +187,13 @@ def test_two_first_searches_at_the_same_moment_both_succeed_item_5(tmp_path):
     assert [r.info.status for r in parents] == ["FINISHED"] * 2 and len(children) == 2
 
 
-def start_mlflow_server(folder):
-    """A real `mlflow server` over SQLite in `folder`, on a free port, in its own process
-    group: (its process, its URL, no password)."""
+def start_mlflow_server(folder, port=None):
+    """A real `mlflow server` over SQLite in `folder`, on `port` (None: a free one), in its
+    own process group: (its process, its URL, no password)."""
     from search.parallel.kerastuner import free_port
 
-    port = free_port()
-    folder.mkdir()
+    port = port or free_port()
+    folder.mkdir(exist_ok=True)
     env = {**worker_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                              f"sqlite:///{folder}/mlflow.db", "--host", "127.0.0.1", "--port",

@@ -8,8 +8,8 @@ from search.artifacts import SEARCH_PLOTS, TRIALS_CSV
 from search.engines import kerastuner as kte
 from search.cli import main
 from search.space import default_space
-from search.tracking import HISTORY_PLOT as TRIAL_PLOT
-from search.tracking import UNIT_PLOT
+from search.child_run import HISTORY_PLOT as TRIAL_PLOT
+from search.child_run import UNIT_PLOT
 from search.tracking import default_tracking_uri
 
 

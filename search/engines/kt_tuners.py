@@ -97,9 +97,7 @@ class _TaggedTracker:
         self._tracker, self._tags = tracker, tags
 
     def start_child(self, trial_number, engine, params):
-        run = self._tracker.start_child(trial_number, engine, params)
-        self._tracker.submit(lambda: self._tracker.log(run.run_id, tags=self._tags))
-        return run
+        return self._tracker.start_child(trial_number, engine, params, tags=self._tags)
 
 
 @dataclasses.dataclass

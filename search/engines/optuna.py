@@ -23,6 +23,7 @@ from search.engines.optuna_storage import (DEFAULT_STORAGE, HEARTBEAT, MAX_RETRY
 from search.runtime import spread_seed
 from search.signals import stop_reason
 from search.secrets import mask_text
+from search.store_health import StoreLost
 
 ENGINE = "optuna"
 JOB_ATTR = "search"  # the study user attribute holding a worker's job
@@ -220,6 +221,9 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
                 tracker.submit(tracker.close_run, ended["run_id"], "KILLED", "interrupted",
                                stop_reason(err))
             raise
+        except StoreLost as err:  # the tracking store went away: no more runs to close
+            trial.set_user_attr("reason", str(err))
+            raise
         finally:
             if beat:
                 beat.rest()
@@ -254,9 +258,9 @@ def optimize(study, space, data, settings, tracker=None, n_trials=None, timeout=
 
 
 class _NoInterruptedTrialLog(logging.Filter):
-    """Drops Optuna's log of a trial that a stop (Ctrl-C, SIGTERM) interrupted: its
-    traceback, ~100 lines a process, and "Trial N failed with value None." after it.
-    The stop is one line; the trial keeps its reason."""
+    """Drops Optuna's log of a trial that a stop (Ctrl-C, SIGTERM) or a lost store
+    interrupted: its traceback, ~100 lines a process, and "Trial N failed with value
+    None." after it. The stop (the lost store) is one line; the trial keeps its reason."""
 
     def __init__(self):
         super().__init__()
@@ -264,7 +268,8 @@ class _NoInterruptedTrialLog(logging.Filter):
 
     def filter(self, record):
         number = re.match(r"Trial (\d+) failed", str(record.msg))
-        if record.exc_info and issubclass(record.exc_info[0], KeyboardInterrupt) and number:
+        if record.exc_info and issubclass(record.exc_info[0], (KeyboardInterrupt, StoreLost)) \
+                and number:
             self.numbers.add(number.group(1))
             return False
         return not (number and number.group(1) in self.numbers)

@@ -21,8 +21,10 @@ import time
 
 from search import recovery, runtime
 from search.names import STORAGE_ENV
+from search.store_health import StoreLost
 
 RESPAWNS = 3  # replacement workers per slot before the search gives up
+LOST_GRACE = 60  # seconds the workers have to say that the tracking store is gone
 
 
 class Launcher:
@@ -80,10 +82,13 @@ class Launcher:
                         seen.add(trial.number)
                         on_trial(self.study, trial)
         except BaseException as err:  # interrupted, or a worker failed: stop the others
-            runtime.stop([proc for proc, _, _ in self.procs.values()])
+            lost = not isinstance(err, KeyboardInterrupt) and self._tracking_lost()
+            self._stop_workers(LOST_GRACE if lost else 0)
             self._check_proxy()
             self._close_leftovers("interrupted by the user" if isinstance(err, KeyboardInterrupt)
                                   else f"search stopped: {err}")
+            if lost:
+                raise StoreLost(self.tracker.lost) from None
             raise
 
     @property
@@ -101,6 +106,23 @@ class Launcher:
             except UsageError:
                 raise StoreLost(f"the storage proxy {self.settings.storage_url} stopped "
                                 "answering; resume once it is back") from None
+
+    def _tracking_lost(self):
+        """Whether the tracking store stopped answering (a worker failed for it)."""
+        try:
+            self.tracker.check_store()
+        except StoreLost:
+            return True
+        return False
+
+    def _stop_workers(self, grace=0):
+        """Stop the workers, first letting them `grace` s to end on their own (each says
+        in one line that the tracking store is gone)."""
+        procs = [proc for proc, _, _ in self.procs.values()]
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
+            time.sleep(0.2)
+        runtime.stop(procs)
 
     def _ended(self, slot, code, wid, rest):
         """A worker exited: done with its share (a fresh one takes the rest), or dead (its
@@ -185,7 +207,9 @@ class Launcher:
                 self.study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
             # An attempt that died earlier keeps its FAILED run; one interrupted after its run
             # was closed FINISHED (between the fit and Optuna's tell) is a KILLED one.
-            recovery.close_attempt(self.tracker, trial, why or reason, "KILLED", keep=("FAILED",))
+            if not self.tracker.lost:  # else a resume closes the runs (search.recovery)
+                recovery.close_attempt(self.tracker, trial, why or reason, "KILLED",
+                                       keep=("FAILED",))
 
 
 def launch(study, settings, tracker, on_trial):

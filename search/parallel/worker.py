@@ -5,12 +5,15 @@ with the study (settings, space, parent run), the worker loads the data, opens M
 and runs trials through the engine's `optimize`, like the launching process would.
 """
 
+import contextlib
 import os
 import socket
 
-from search import UsageError, runtime, signals, stores
+from search import UsageError, recovery, runtime, signals, stores
 from search.names import STORAGE_ENV
 from search.noise import hide_false_alarms
+
+START_TIMEOUT = 30  # seconds for the tracking server's first answer (commands: 5)
 
 
 def run_worker(study_name, engine="optuna", storage=None, trials=10, timeout=None,
@@ -76,8 +79,10 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
     build = load_builder(settings.model, settings.reinitialize)
     data = sources.load(settings.dataset, **settings.data_options())
     uri = resolve_tracking_uri(tracking_uri or settings.tracking_uri)
-    stores.check_tracking_store(uri)  # one line in seconds, not MLflow's minutes of retries
-    tracker = Tracker(uri, study_name)
+    # one line in seconds, not MLflow's minutes of retries (a refused connection at once;
+    # a server that tens of workers reach at once may take longer than a command's 5 s)
+    stores.check_tracking_store(uri, timeout=START_TIMEOUT)
+    tracker = Tracker(uri, study_name)  # the search made its experiment: looked up here
     tracker.child_tags = {"worker": wid, **({"device": os.environ["CUDA_VISIBLE_DEVICES"]}
                                             if "CUDA_VISIBLE_DEVICES" in os.environ else {})}
     own_parent = not tracker.adopt_parent(parent)
@@ -87,12 +92,20 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
                                                            "kind": "worker"})
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy(runtime.mixed_policy())
+    if not os.environ.get(signals.LAUNCHER_ENV):  # started by hand (again, after a lost
+        closed = recovery.close_dead_runs(tracker, study)  # server): runs of dead processes
+        if closed:  # (their trials: Optuna's heartbeat, or a resumed search)
+            print(f"keras-relu worker: closed {closed} run(s) left RUNNING by a process that "
+                  "died", flush=True)
     try:
         module.optimize(study, Space.from_dict(job["space"]), data, settings.trial_settings(),
                         tracker, n_trials=trials, timeout=timeout, worker=wid,
                         build=build)
         tracker.flush()
     except BaseException as err:
+        if isinstance(err, KeyboardInterrupt):  # SIGTERM, SIGINT: the runs' last metrics
+            with contextlib.suppress(Exception):  # written before the exit (130)
+                tracker.flush()
         if own_parent:
             tracker.finish_parent("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
