@@ -192,7 +192,7 @@ class Bench:
             "workers": n, "config": config, "kind": kind, "study": study_name,
             "trials_per_min": checks.throughput(study)[0], "span_s": checks.throughput(study)[1],
             "wall_s": answer["wall"], "latency_ms": stats,
-            "per_trial": checks.per_trial(stats, len(asked)),
+            "per_trial": checks.per_trial(stats, dumps, len(asked)),
             "connections": dict(zip(("study_db", "mlflow_db"), peaks.values())),
             "errors": checks.errors(dumps, codes),
             "trials": checks.check_trials(study, asked, 1 + n * trials),
@@ -216,63 +216,6 @@ class Bench:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _pair(stats, op):
-    s = stats.get(op)
-    return f"{s['p50']:.1f} / {s['p99']:.0f}" if s else "-"
-
-
-def table(rows):
-    """The Markdown table of `rows` (and the real-vs-stand-in ratios, where both ran)."""
-    lines = ["| N | config | trials/min | ask p50/p99 ms | report | prune check | tell | "
-             "epoch log | store ms/trial (% of 10 s) | peak conns study/mlflow db | "
-             "errors / retries | lost/dup/stuck | bad runs |",
-             "|" + "---|" * 13]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['workers']} | {r['config']} ({r['kind']}) | failed: "
-                         f"{r['error']} |" + " |" * 10)
-            continue
-        s, t, e = r["latency_ms"], r["trials"], r["errors"]
-        per = r["per_trial"].get("total_ms", 0)
-        conns = r["connections"]
-        errs = sum(e["exceptions"].values()) + e["failed_workers"]
-        short = f" ({t['short']} not run)" if t["short"] else ""
-        lines.append(
-            f"| {r['workers']}{' real' if r['kind'] == 'real' else ''} | {r['config']} | "
-            f"{r['trials_per_min']:.0f} | {_pair(s, 'ask')} | {_pair(s, 'report')} | "
-            f"{_pair(s, 'prune')} | {_pair(s, 'tell')} | {_pair(s, 'epoch_log')} | "
-            f"{per:.0f} ({per / 100:.1f}%) | {conns.get('study_db', 0)}"
-            f"{'/' + str(conns['mlflow_db']) if r['config'] == 'server' else ''} | "
-            f"{errs} / {t['retried']} | {t['lost']}/{t['duplicated']}/{t['stuck']}{short} | "
-            f"{r['runs']['mismatched']} |")
-    return "\n".join(lines)
-
-
-def notes(rows):
-    """Lines under the table: memory per stand-in, and real / stand-in latency ratios."""
-    lines = []
-    for r in rows:
-        if "error" not in r and r["kind"] == "stand-in":
-            m = r["memory_kib"]
-            lines.append(f"- N={r['workers']} {r['config']}: a stand-in worker {m['pss_median'] / 1024:.0f} "
-                         f"MiB PSS ({m['private_median'] / 1024:.0f} MiB private); all "
-                         f"{r['workers']} with their parent {(m['pss_sum'] + m['parent_pss']) / 2**20:.2f} GiB")
-    for r in rows:
-        if "error" in r or r["kind"] != "real":
-            continue
-        m = r["memory_kib"]
-        lines.append(f"- {r['workers']} real workers: {m['pss_median'] / 1024:.0f} MiB PSS each")
-        twin = [s for s in rows if "error" not in s and s["kind"] == "stand-in"
-                and s["config"] == r["config"] and s["workers"] == r["workers"]]
-        if twin:
-            ratios = [f"{op} {r['latency_ms'][op]['p50'] / twin[0]['latency_ms'][op]['p50']:.2f}x"
-                      for op in ("ask", "report", "prune", "tell", "epoch_log")
-                      if op in r["latency_ms"] and op in twin[0]["latency_ms"]]
-            lines.append(f"- real / stand-in p50 at N={r['workers']} {r['config']}: "
-                         + ", ".join(ratios))
-    return "\n".join(lines)
-
-
 def main(argv=None):
     args = parse(argv)
     bench, rows = Bench(args), []
@@ -294,6 +237,7 @@ def main(argv=None):
     print(f"{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPUs, backend "
           f"{backend}, {args.trials_per_worker} trials/worker x {args.epochs} epochs of "
           f"{args.epoch_seconds} s (stand-ins)")
+    from scale_report import notes, table
     print(table(rows))
     print(notes(rows))
     if args.json:

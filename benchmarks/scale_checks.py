@@ -100,19 +100,28 @@ def latencies(dumps):
             for op, e in merged.items()}
 
 
-def per_trial(stats, trials):
+def _start_up(dump):
+    """A worker's MLflow calls before its first trial, in milliseconds."""
+    calls = dump["calls"]
+    first = calls.get("mlflow.get_experiment_by_name", []) + calls.get("mlflow.get_run", [])[:1]
+    return 1e3 * sum(x[0] for x in first)
+
+
+def per_trial(stats, dumps, trials):
     """The stores' milliseconds per trial: the trial path's Optuna operations (wall time,
-    and the part spent in store calls) and every MLflow store call (the writer thread)."""
+    and the part spent in store calls) and the MLflow store calls (in the writer thread)
+    but a worker's start-up ones (the experiment's look-up, the parent run's adoption)."""
     if not trials:
         return {}
     optuna_ops = sum(stats.get(op, {}).get("total", 0) for op in PER_TRIAL_OPS)
     in_store = sum(stats.get(op, {}).get("store_total", 0) for op in PER_TRIAL_OPS)
+    start_up = sum(_start_up(d) for d in dumps)
     mlflow = sum(v["total"] for op, v in stats.items()
-                 if op.startswith("mlflow.") or op == "epoch_log")
+                 if op.startswith("mlflow.") or op == "epoch_log") - start_up
     heartbeat = stats.get("optuna.record_heartbeat", {}).get("total", 0)
     return {"optuna_ms": optuna_ops / trials, "optuna_store_ms": in_store / trials,
             "mlflow_ms": mlflow / trials, "total_ms": (optuna_ops + mlflow) / trials,
-            "heartbeat_ms": heartbeat / trials,
+            "heartbeat_ms": heartbeat / trials, "start_up_ms_per_worker": start_up / len(dumps),
             "by_op_ms": {op: stats[op]["total"] / trials for op in PER_TRIAL_OPS
                          if op in stats}}
 
