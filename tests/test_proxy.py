@@ -191,8 +191,7 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
         # One named as if on another machine: only its stamps can tell that it is gone.
         workers = [start(join + extra, tmp_path, command="worker")
                    for extra in ([], ["--worker-id", "elsewhere:1"])]
-        wait_for(lambda: len(trained_an_epoch(storage, name)) == 2, workers[0], 120,
-                 "both workers mid-trial")
+        wait_for(lambda: _both_at_work(storage, name), workers[0], 300, "both workers at work")
         out, err = stop(proxy)
         stopped = time.monotonic()
         assert proxy.returncode == 0 and "stopped (SIGTERM)" in out, (out, err)
@@ -234,9 +233,12 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
             if int(r.data.tags["trial_number"]) in cut} == {n: "FAILED" for n in cut}
 
 
-def trained_an_epoch(storage, name):
-    return [t for t in trials(storage, name)
-            if t.state == State.RUNNING and t.intermediate_values]
+def _both_at_work(storage, name):
+    """The remote-named worker mid-trial (an epoch trained), the other one started."""
+    found = trials(storage, name)
+    return any(t.state == State.RUNNING and t.intermediate_values
+               and t.user_attrs.get("worker") == "elsewhere:1" for t in found) \
+        and any(t.user_attrs.get("worker") not in (None, "elsewhere:1") for t in found[1:])
 
 
 @one_pass("torch")

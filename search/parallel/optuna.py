@@ -5,8 +5,8 @@ study (settings, space, parent run), then starts N `keras-relu worker` processes
 share the storage (a journal file locally, PostgreSQL/MySQL across machines). `trials` is
 split into per-worker quotas, so the invocation runs exactly that many. A worker killed
 mid-trial: on an RDB storage Optuna's heartbeat fails its trial and the retry callback
-re-queues it; the journal storage has no heartbeat, so the launcher does the same when
-`waitpid` reports the death. Either way the launcher closes the trial's MLflow run as
+re-queues it; the journal storage and a storage proxy (`grpc://`) have no Optuna heartbeat,
+so the launcher does the same when `waitpid` reports the death. Either way the launcher closes the trial's MLflow run as
 FAILED and starts a replacement worker for the rest of the quota. A worker also leaves,
 cleanly, after `trials_per_process` trials (25 on TensorFlow, whose memory grows with every
 fit) and a fresh one takes the rest of its quota. The storage URL and the
