@@ -7,7 +7,9 @@ Real parts throughout: a real `mlflow server`, real searches and workers, MLflow
 back through `MlflowClient`; the counts are of the calls MLflow really made.
 """
 
+import contextlib
 import os
+import re
 import signal
 import time
 
@@ -23,6 +25,7 @@ from search.tracking import Tracker
 from search.trial import TrialSettings, run_trial
 
 State = optuna.trial.TrialState
+LOST_BOUND = 75  # seconds from a lost server to the search's exit (measured: 17 to 32 s)
 CONFIG = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
           "dropout": 0.0, "clipping": "none", "schedule": "constant",
           "learning_rate": 1e-3, "optimizer": "adam", "depth": 2, "width": 16}
@@ -126,23 +129,23 @@ def test_a_lost_tracking_server_is_one_line_per_worker_and_a_resume_closes_all(t
     server, url = start_mlflow_server(tmp_path / "server")
     began, name = time.monotonic(), "lost"
     try:
-        proc = start(["--workers", "2", "--trials", "4", "--epochs", "40", "--study-name", name,
+        proc = start(["--workers", "2", "--trials", "4", "--epochs", "20", "--study-name", name,
                       "--tracking-uri", url, *FAST], tmp_path)
         storage = engine.open_storage(str(tmp_path / engine.DEFAULT_STORAGE))
         wait_for(lambda: len({t.user_attrs.get("worker") for t in trials(storage, name)
-                              if t.state == State.RUNNING and t.intermediate_values}) == 2,
-                 proc, 240, "both workers in a trial")
+                              if t.state == State.RUNNING}) == 2, proc, 240,
+                 "both workers in a trial")  # each writes to MLflow again within the trial
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
         lost_at = time.monotonic()
         code, out, err = finish(proc, 180)
         took = time.monotonic() - lost_at
         line = f"cannot reach the MLflow tracking server {url}: connection refused (mid-search"
-        said = [x for x in err.splitlines() if x.startswith("keras-relu")]
-        assert code == 1 and took < 60, (took, err[-3000:])
-        assert len([x for x in said if x.startswith("keras-relu worker:")]) == 2, said
-        assert all(line in x for x in said) and said[-1].startswith("keras-relu search:"), said
-        assert len(said) == 3 and "Traceback" not in err, err[-3000:]
+        said = re.findall(r"keras-relu [^\r\n]*", err)  # (after the progress bar's \r)
+        assert code == 1 and took < LOST_BOUND, (took, err[-3000:])
+        assert [x.partition(":")[0] for x in said] == ["keras-relu worker"] * 2 + \
+            ["keras-relu search"], said  # one line a worker, one of the launcher, no more
+        assert all(line in x for x in said) and "Traceback" not in err, err[-3000:]
         print(f"\ntracking server lost: the search exited 1 after {took:.1f} s")
         server, _ = start_mlflow_server(tmp_path / "server", int(url.rpartition(":")[2]))
         code, out, err = finish(start(["--study-name", name, "--storage",
@@ -151,7 +154,8 @@ def test_a_lost_tracking_server_is_one_line_per_worker_and_a_resume_closes_all(t
         assert code == 0, err[-2000:]
         assert "closed" in out and "View run" not in out, out  # MLflow's per-run links
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # not if it is gone already
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
     ended = trials(storage, name)
     children, parents = runs(tmp_path, name, f"sqlite:///{tmp_path}/server/mlflow.db")
