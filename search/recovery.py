@@ -77,10 +77,11 @@ def _fail_dead_trials(study):
     return count
 
 
-def close_dead_runs(tracker, study=None, processes=None):
+def close_dead_runs(tracker, study=None, processes=None, ended_only=False):
     """Close the RUNNING runs of the tracker's experiment whose process died (or, given
     `processes`, that one of those created); a trial's run takes the status of its
-    Optuna trial if `study` has it (COMPLETE: FINISHED), else FAILED."""
+    Optuna trial if `study` has it (COMPLETE: FINISHED), else FAILED. `ended_only`: not
+    the run of a trial still RUNNING (Optuna's heartbeat closes that one)."""
     query = "attributes.status = 'RUNNING'"
     count = 0
     for run in tracker.client.search_runs([tracker.experiment_id], filter_string=query,
@@ -88,10 +89,12 @@ def close_dead_runs(tracker, study=None, processes=None):
         process = run.data.tags.get(PROCESS_TAG) or run.data.tags.get("worker")
         gone = (process in processes) if processes is not None else \
             is_dead(process, run.info.start_time / 1000)
+        optuna_run = run.data.tags.get("engine") == "optuna"
+        number = run.data.tags.get("trial_number")
+        if gone and ended_only and optuna_run and _trial_status(study, number, None) is None:
+            continue
         if gone:
-            optuna_run = run.data.tags.get("engine") == "optuna"
-            status = _trial_status(study if optuna_run else None,
-                                   run.data.tags.get("trial_number"))
+            status = _trial_status(study if optuna_run else None, number)
             state = {v: k for k, v in STATUS.items() if k != "interrupted"}[status]
             tracker.log(run.info.run_id, tags={"state": state,
                                                "reason": f"process {process} died"})
@@ -100,11 +103,14 @@ def close_dead_runs(tracker, study=None, processes=None):
     return count
 
 
-def _trial_status(study, number):
+def _trial_status(study, number, running="FAILED"):
+    """The run status for trial `number`'s state (`running` while it runs)."""
     if study is None or number is None or not hasattr(study, "get_trials"):
         return "FAILED"
     for trial in study.get_trials(deepcopy=False):
         if str(trial.number) == number:
+            if trial.state.name == "RUNNING":
+                return running
             return _STATUS_OF_TRIAL.get(trial.state.name, "FAILED")
     return "FAILED"
 

@@ -93,8 +93,8 @@ def _work(module, study, job, study_name, trials, timeout, tracking_uri, parent,
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy(runtime.mixed_policy())
     if not os.environ.get(signals.LAUNCHER_ENV):  # started by hand (again, after a lost
-        closed = recovery.close_dead_runs(tracker, study)  # server): runs of dead processes
-        if closed:  # (their trials: Optuna's heartbeat, or a resumed search)
+        closed = recovery.close_dead_runs(tracker, study, ended_only=True)  # server): runs
+        if closed:  # of dead processes (running trials: Optuna's heartbeat closes theirs)
             print(f"keras-relu worker: closed {closed} run(s) left RUNNING by a process that "
                   "died", flush=True)
     try:
