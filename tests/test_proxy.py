@@ -174,7 +174,7 @@ def _answers(url):
         return False
 
 
-@one_pass("jax")
+@one_pass("tensorflow")
 def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database):
     """Each worker: one line naming the proxy, exit 1, within seconds; the proxy again and
     the same workers: the trials the stop cut short are failed and retried."""

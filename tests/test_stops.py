@@ -142,7 +142,7 @@ def test_sigterm_then_sigkill_then_a_resume_that_closes_what_was_left_item_3(tmp
     assert all(t.state != State.RUNNING for t in trials(storage, "digits"))
 
 
-@one_pass("torch")
+@one_pass("tensorflow")
 def test_a_worker_dying_with_no_launcher_watching_has_its_run_closed_item_4(tmp_path,
                                                                           pg_database):
     name = f"alone-{uuid.uuid4().hex[:6]}"
