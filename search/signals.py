@@ -7,6 +7,7 @@ KeyboardInterrupt (exit 130, the running trial failed with its reason, runs KILL
   stops too, instead of running its whole quota with no one to report to.
 - `honour_sigint`: a worker started as a shell's background job still stops on SIGINT.
 - `interrupts_never_lost`: a stop that lands in a garbage-collection callback is not lost.
+- `stop_in_flight`: a stop that surfaced as another error (inside a C extension) is a stop.
 """
 
 import contextlib
@@ -30,33 +31,53 @@ def stop_reason(err):
     return str(err) or USER_STOP
 
 
+_stops = []  # the KeyboardInterrupts that this process's stop signals raised
+
+
+def _stop(err):
+    _stops.append(err)
+    raise err
+
+
+def stop_in_flight():
+    """The KeyboardInterrupt a stop signal raised in this process, or None. Raised inside
+    TensorFlow's C++ step it can surface as another error (`SystemError: ... bad argument
+    to internal function`): a trial that fails after a stop was stopped, not failed."""
+    return _stops[-1] if _stops else None
+
+
+def _interrupt(signum, frame):
+    _stop(KeyboardInterrupt())
+
+
 def honour_sigint():
     """Make SIGINT raise KeyboardInterrupt even if this process inherited it ignored (a
     shell starts background jobs so): launchers stop their workers with SIGINT."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.default_int_handler):
+        signal.signal(signal.SIGINT, _interrupt)
 
 
 def _main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt inside the block, so it stops like Ctrl-C (in the
-    main thread; elsewhere Python allows no signal handler and nothing changes)."""
+    """SIGTERM raises KeyboardInterrupt inside the block, so it stops like Ctrl-C, and both
+    are recorded for `stop_in_flight` (in the main thread; elsewhere Python allows no
+    signal handler and nothing changes)."""
     if not _main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    _stops.clear()  # an earlier block's stop (in a notebook) is not this one's
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -110,7 +131,7 @@ def interrupts_never_lost():
 
 
 def _launcher_gone(signum, frame):
-    raise Interrupted("interrupted: its launcher died")
+    _stop(Interrupted("interrupted: its launcher died"))
 
 
 def stop_with_launcher():

@@ -21,7 +21,7 @@ import keras_relu
 from search.builders import Cures, build_default
 from search.noise import seed_quietly
 from search.optimizers import compile_model
-from search.signals import deferred_interrupts, stop_reason
+from search.signals import deferred_interrupts, stop_in_flight, stop_reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +150,8 @@ def _attempt(config, data, settings, run, number, seed, callbacks, pruned_errors
     except KeyboardInterrupt:
         raise
     except BaseException as err:
+        if stop_in_flight():  # the stop surfaced as another error: `run_trial` records it
+            raise stop_in_flight() from err
         if run:
             run.finish("failed", f"{type(err).__name__}: {err}")
         raise

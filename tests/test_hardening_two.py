@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 
+import keras
 import numpy as np
 import optuna
 import pytest
@@ -289,6 +290,43 @@ def test_a_sigterm_while_the_stores_are_written_waits_for_the_block_item_10():
             done.append("the study")  # not cut short
             done.append("the parent run")
     assert done == ["the study", "the parent run"]
+
+
+class _StopInsideTheStep(keras.callbacks.Callback):
+    """A SIGINT in the second batch that surfaces as TensorFlow's C++ step let it out once
+    in CI: as `SystemError: ... bad argument to internal function`."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function")
+
+
+@search_logic("tensorflow")
+def test_a_stop_that_surfaces_as_another_error_stops_the_trial_as_interrupted(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = search.tracking.Tracker(uri, "stops")
+    tracker.start_parent({"engine": "optuna"}, {})
+    config = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
+              "dropout": 0.0, "clipping": "none", "schedule": "constant",
+              "learning_rate": 1e-3, "optimizer": "adam", "depth": 1, "width": 16}
+    with signals.sigterm_as_interrupt():
+        assert signals.stop_in_flight() is None
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            search.trial.run_trial(config, datasets.load("digits"),
+                                   search.trial.TrialSettings(epochs=2, batch_size=128),
+                                   number=0, engine="optuna", tracker=tracker,
+                                   callbacks=[_StopInsideTheStep()])
+    assert isinstance(stopped.value.__cause__, SystemError)  # not recorded as a failure:
+    tracker.flush()
+    _, _, (child,) = mlflow_runs(uri, "stops")
+    assert (child.info.status, child.data.tags["state"]) == ("KILLED", "interrupted")
+    assert child.data.tags["reason"] == signals.USER_STOP
+    with signals.sigterm_as_interrupt():  # the next search starts with no stop on record
+        assert signals.stop_in_flight() is None
 
 
 def test_a_stop_that_lands_in_a_garbage_collection_callback_is_not_lost_item_12(capsys):
