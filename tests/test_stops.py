@@ -144,8 +144,9 @@ def test_sigterm_then_sigkill_then_a_resume_that_closes_what_was_left_item_3(tmp
 
 @one_pass("tensorflow")
 def test_a_worker_dying_with_no_launcher_watching_has_its_run_closed_item_4(tmp_path,
-                                                                          pg_database):
-    name = f"alone-{uuid.uuid4().hex[:6]}"
+                                                                          pg_new_database):
+    # A database of its own: this module's `pg_database` is a tracking store in item 8.
+    pg_database, name = pg_new_database(), f"alone-{uuid.uuid4().hex[:6]}"
     code, out, err = finish(start(["--workers", "2", "--trials", "1", "--epochs", "10",
                                    "--study-name", name, "--storage", pg_database, *FAST],
                                   tmp_path))
