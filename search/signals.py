@@ -31,11 +31,11 @@ def stop_reason(err):
     return str(err) or USER_STOP
 
 
-_stops = []  # the KeyboardInterrupts that this process's stop signals raised
+_last_stop = [None]  # the KeyboardInterrupt this process's last stop signal raised
 
 
 def _stop(err):
-    _stops.append(err)
+    _last_stop[0] = err
     raise err
 
 
@@ -43,7 +43,7 @@ def stop_in_flight():
     """The KeyboardInterrupt a stop signal raised in this process, or None. Raised inside
     TensorFlow's C++ step it can surface as another error (`SystemError: ... bad argument
     to internal function`): a trial that fails after a stop was stopped, not failed."""
-    return _stops[-1] if _stops else None
+    return _last_stop[0]
 
 
 def _interrupt(signum, frame):
@@ -69,7 +69,7 @@ def sigterm_as_interrupt():
     if not _main_thread():
         yield
         return
-    _stops.clear()  # an earlier block's stop (in a notebook) is not this one's
+    _last_stop[0] = None  # an earlier block's stop (in a notebook) is not this one's
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)

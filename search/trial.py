@@ -150,8 +150,9 @@ def _attempt(config, data, settings, run, number, seed, callbacks, pruned_errors
     except KeyboardInterrupt:
         raise
     except BaseException as err:
-        if stop_in_flight():  # the stop surfaced as another error: `run_trial` records it
-            raise stop_in_flight() from err
+        stop = stop_in_flight()
+        if stop is not None:  # the stop surfaced as another error: `run_trial` records it
+            raise stop from err
         if run:
             run.finish("failed", f"{type(err).__name__}: {err}")
         raise

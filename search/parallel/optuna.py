@@ -202,9 +202,10 @@ class Launcher:
                                           and trial.datetime_start >= self.began)
             if not ours:
                 continue
-            if trial.state == state.RUNNING or not why:  # a stopped trial says why
+            running = trial.state == state.RUNNING
+            if running or not why:  # a stopped trial says why
                 self.study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-            if trial.state == state.RUNNING:
+            if running:
                 self.study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
             # An attempt that died earlier keeps its FAILED run; one interrupted after its run
             # was closed FINISHED (between the fit and Optuna's tell) is a KILLED one.
