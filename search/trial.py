@@ -118,9 +118,10 @@ def run_trial(config, data, settings, *, number, engine, tracker=None, callbacks
     seed = settings.seed_for(number)
     params = {**config, "epochs": settings.epochs, "batch_size": settings.batch_size,
               "seed": settings.seed, "trial_seed": seed, "dataset": data.name}
-    with deferred_interrupts():  # a run that is made is a run that is closed
-        run = tracker.start_child(number, engine, params) if tracker else None
-    try:
+    run = None
+    try:  # a stop deferred while the run is made is raised at the block's end: in here
+        with deferred_interrupts():  # a run that is made is a run that is closed
+            run = tracker.start_child(number, engine, params) if tracker else None
         return _attempt(config, data, settings, run, number, seed, callbacks, pruned_errors,
                         build, keep_model)
     except KeyboardInterrupt as err:  # in the fit, its clean-up, or after the run was closed

@@ -305,18 +305,46 @@ class _StopInsideTheStep(keras.callbacks.Callback):
                 raise SystemError("Objects/listobject.c:338: bad argument to internal function")
 
 
+TINY = {"activation": "relu", "initializer": "he_normal", "batch_norm": False, "dropout": 0.0,
+        "clipping": "none", "schedule": "constant", "learning_rate": 1e-3, "optimizer": "adam",
+        "depth": 1, "width": 16}
+
+
+@search_logic("tensorflow")
+def test_a_stop_while_the_trials_run_is_made_closes_that_run_killed(tmp_path):
+    """The launcher's death (SIGHUP) landed in a worker while it made a trial's run: the
+    stop waited for the run, then was raised before the code that closes it (CI, JAX)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = search.tracking.Tracker(uri, "stops")
+    tracker.start_parent({"engine": "optuna"}, {})
+    make_run = tracker.start_child
+
+    def stopped_while_made(*args, **kwargs):
+        run = make_run(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the deferred stop is raised at the block's end, not here
+        return run
+
+    tracker.start_child = stopped_while_made
+    with signals.sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        search.trial.run_trial(TINY, datasets.load("digits"),
+                               search.trial.TrialSettings(epochs=1, batch_size=128),
+                               number=0, engine="optuna", tracker=tracker)
+    tracker.flush()
+    _, _, (child,) = mlflow_runs(uri, "stops")
+    assert (child.info.status, child.data.tags["state"]) == ("KILLED", "interrupted")
+    assert "val_accuracy" not in child.data.metrics  # stopped before its fit
+
+
 @search_logic("tensorflow")
 def test_a_stop_that_surfaces_as_another_error_stops_the_trial_as_interrupted(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = search.tracking.Tracker(uri, "stops")
     tracker.start_parent({"engine": "optuna"}, {})
-    config = {"activation": "relu", "initializer": "he_normal", "batch_norm": False,
-              "dropout": 0.0, "clipping": "none", "schedule": "constant",
-              "learning_rate": 1e-3, "optimizer": "adam", "depth": 1, "width": 16}
     with signals.sigterm_as_interrupt():
         assert signals.stop_in_flight() is None
         with pytest.raises(KeyboardInterrupt) as stopped:
-            search.trial.run_trial(config, datasets.load("digits"),
+            search.trial.run_trial(TINY, datasets.load("digits"),
                                    search.trial.TrialSettings(epochs=2, batch_size=128),
                                    number=0, engine="optuna", tracker=tracker,
                                    callbacks=[_StopInsideTheStep()])
