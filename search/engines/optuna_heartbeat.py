@@ -63,28 +63,22 @@ class ProxyHeartbeat:
         """Fail and re-queue every RUNNING trial of another process whose stamp is older
         than `grace` s (none: its start), or whose process on this host is gone. Returns
         how many."""
-        from search.engines.optuna_storage import retry_callback
+        from search.engines.optuna_storage import fail_and_retry
         from search.recovery import is_dead
 
-        state, now, count = optuna.trial.TrialState, time.time(), 0
-        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        now, count = time.time(), 0
+        running = (optuna.trial.TrialState.RUNNING,)
+        for trial in self.study.get_trials(deepcopy=False, states=running):
             if trial._trial_id == self.trial_id:
                 continue
             started = trial.datetime_start.timestamp() if trial.datetime_start else now
-            last = trial.system_attrs.get(STAMP, started)
+            last = max(trial.system_attrs.get(STAMP, started), started)
             worker = trial.user_attrs.get("worker")
             if now - last <= self.grace and not is_dead(worker, started):
                 continue
             reason = (f"process {worker} died" if is_dead(worker, started) else
                       f"its worker stopped (no heartbeat for {now - last:.0f} s)")
-            try:
-                self.storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-                if not self.storage.set_trial_state_values(trial._trial_id, state.FAIL):
-                    continue
-            except optuna.exceptions.UpdateFinishedTrialError:  # another one was first
-                continue
-            retry_callback()(self.study, self.storage.get_trial(trial._trial_id))
-            count += 1
+            count += fail_and_retry(self.study, trial, reason)
         return count
 
 

@@ -103,10 +103,14 @@ def store_lost(storage, err):
                      "resume once it is back")
 
 
+DIED_WITH = "keras_relu:died_with"  # trial system attribute: the worker whose death failed it
+OWN_ATTRS = "keras_relu:"  # the prefix of this project's trial system attributes
+
+
 class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
              or optuna.storages.RetryFailedTrialCallback):  # the new name since Optuna 4.9
-    """Optuna's retry of a failed trial, without the dead attempt's reason, worker, run
-    (its config and its control label kept)."""
+    """Optuna's retry of a failed trial, without the dead attempt's reason, worker, run,
+    heartbeat and death (its config and its control label kept)."""
 
     def __call__(self, study, trial):
         import copy
@@ -117,7 +121,25 @@ class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
         trial = copy.copy(trial)
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
                             if k in ("config", "control")}
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items()
+                              if not k.startswith(OWN_ATTRS)}
         super().__call__(study, trial)
+
+
+def fail_and_retry(study, trial, reason):
+    """Fail the RUNNING `trial` (a FrozenTrial) whose worker died or went silent, with
+    its `reason` and `DIED_WITH` that worker (a dead worker's quota does not count it),
+    and re-queue it; False if it ended meanwhile (another process was first)."""
+    storage, trial_id = study._storage, trial._trial_id
+    try:
+        storage.set_trial_user_attr(trial_id, "reason", reason)
+        storage.set_trial_system_attr(trial_id, DIED_WITH, trial.user_attrs.get("worker"))
+        if not storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    retry_callback()(study, storage.get_trial(trial_id))
+    return True
 
 
 def retry_callback():

@@ -146,33 +146,34 @@ class Launcher:
             self._start(slot, rest - done)
 
     def _finished(self, wid):
-        """How many of the study's trials worker `wid` finished."""
-        return sum(t.state.is_finished() for t in self.study.get_trials(deepcopy=False)
+        """How many of the study's trials worker `wid` finished, not counting the one its
+        death failed (re-queued for the rest of its quota, whoever failed it first)."""
+        from search.engines.optuna import DIED_WITH
+
+        return sum(t.state.is_finished() and t.system_attrs.get(DIED_WITH) != wid
+                   for t in self.study.get_trials(deepcopy=False)
                    if t.user_attrs.get("worker") == wid)
 
     def _recover(self, wid, reason):
         """Fail and re-queue the dead worker's running trial; its trials finished before."""
         import optuna
 
-        from search.engines.optuna import retry_callback
+        from search.engines.optuna import DIED_WITH, fail_and_retry
 
-        storage, state = self.study._storage, optuna.trial.TrialState
-        done = self._finished(wid)  # before its running trial is failed
-        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        storage = self.study._storage
+        running = (optuna.trial.TrialState.RUNNING,)
+        for trial in self.study.get_trials(deepcopy=False, states=running):
             if trial.user_attrs.get("worker") != wid:
                 continue
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             recovery.close_attempt(self.tracker, trial, reason)  # made FAILED if it had none
             if self.rdb:  # Optuna's heartbeat fails and retries it after the grace period
+                storage.set_trial_system_attr(trial._trial_id, DIED_WITH, wid)
                 self._await_heartbeat(trial._trial_id)
-                continue
-            try:
-                storage.set_trial_state_values(trial._trial_id, state.FAIL)
-            except RuntimeError:  # UpdateFinishedTrialError: it ended after all
-                continue
-            retry_callback()(self.study, storage.get_trial(trial._trial_id))
+            else:  # (unless a worker's `fail_stale` found it first)
+                fail_and_retry(self.study, trial, reason)
         recovery.close_worker_runs(self.study, self.tracker, wid)  # its last write was lost
-        return done
+        return self._finished(wid)
 
     def _await_heartbeat(self, trial_id):
         """Until Optuna's heartbeat check fails (and re-queues) the dead worker's trial, so
