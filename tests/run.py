@@ -24,7 +24,7 @@ def run_pass(backend, pytest_args, basetemp):
     """One backend's pytest run: (its output, its exit code)."""
     env = dict(os.environ, KERAS_BACKEND=backend)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", f"--basetemp={basetemp}", *pytest_args],
+        [sys.executable, "-m", "pytest", "-q", "-rfEs", f"--basetemp={basetemp}", *pytest_args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     return proc.stdout, proc.returncode
@@ -44,7 +44,7 @@ def main():
         parser.exit(2, f"--jobs must be at least 1, got {args.jobs}\n")
 
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
-    status = 0
+    status, failures = 0, []
     with tempfile.TemporaryDirectory(prefix="keras-relu-tests-") as tmp, \
             concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         runs = {pool.submit(run_pass, b, args.pytest_args, os.path.join(tmp, b)): b
@@ -55,12 +55,16 @@ def main():
             print(f"==== KERAS_BACKEND={name}", flush=True)
             sys.stdout.write(output)
             summary = output.strip().splitlines()[-1] if output.strip() else ""
+            failures += [f"{name}: {line}" for line in output.splitlines()
+                         if line.startswith(("FAILED ", "ERROR "))]
             for count, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary):
                 totals["error" if word.startswith("error") else word] += int(count)
             if code != 0:  # includes 5, "no tests collected"
                 status = 1
                 print(f"==== {name}: pytest exited {code}", flush=True)
     failed = totals["failed"] + totals["error"]
+    if failures:  # last, where the tail of a long log still names them
+        print("\n".join(failures))
     print(f"all backends: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped")
     return status
 
