@@ -226,7 +226,8 @@ def test_sigterm_to_the_proxy_mid_search_then_a_resume(tmp_path, pg_new_database
         reason = ended[number].user_attrs["reason"]
         assert ("no heartbeat for" if worker == "elsewhere:1" else "died") in reason, reason
         assert retried[number].state in (State.COMPLETE, State.PRUNED)
-        assert retried[number].params == ended[number].params
+        # the same params; one cut while it was still suggesting them gets the rest anew
+        assert ended[number].params.items() <= retried[number].params.items()
     children, parents = runs(tmp_path, name)
     assert not [r for r in children + parents if r.info.status == "RUNNING"]
     assert {int(r.data.tags["trial_number"]): r.info.status for r in children
