@@ -19,8 +19,8 @@ from search.identity import check_same_data, data_identity
 from search.engines.optuna_space import distributions, make_pruner, make_sampler, suggest
 from search.engines.optuna_heartbeat import ProxyHeartbeat, optimize_with
 from search.engines.optuna_storage import (DEFAULT_STORAGE, DIED_WITH, HEARTBEAT,  # noqa: F401
-                                           MAX_RETRY, fail_and_retry, is_proxy, open_storage,
-                                           retry_callback)
+                                           MAX_RETRY, fail_and_retry, is_proxy, mark_died,
+                                           open_storage, retry_callback)
 from search.runtime import spread_seed
 from search.signals import stop_reason
 from search.secrets import mask_text

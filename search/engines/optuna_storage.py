@@ -126,14 +126,19 @@ class _Retry(getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
         super().__call__(study, trial)
 
 
+def mark_died(storage, trial, reason):
+    """Record on the RUNNING `trial` why it stops and `DIED_WITH` its worker."""
+    storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+    storage.set_trial_system_attr(trial._trial_id, DIED_WITH, trial.user_attrs.get("worker"))
+
+
 def fail_and_retry(study, trial, reason):
     """Fail the RUNNING `trial` (a FrozenTrial) whose worker died or went silent, with
     its `reason` and `DIED_WITH` that worker (a dead worker's quota does not count it),
     and re-queue it; False if it ended meanwhile (another process was first)."""
     storage, trial_id = study._storage, trial._trial_id
     try:
-        storage.set_trial_user_attr(trial_id, "reason", reason)
-        storage.set_trial_system_attr(trial_id, DIED_WITH, trial.user_attrs.get("worker"))
+        mark_died(storage, trial, reason)
         if not storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:

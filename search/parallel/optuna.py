@@ -158,17 +158,15 @@ class Launcher:
         """Fail and re-queue the dead worker's running trial; its trials finished before."""
         import optuna
 
-        from search.engines.optuna import DIED_WITH, fail_and_retry
+        from search.engines.optuna import fail_and_retry, mark_died
 
-        storage = self.study._storage
         running = (optuna.trial.TrialState.RUNNING,)
         for trial in self.study.get_trials(deepcopy=False, states=running):
             if trial.user_attrs.get("worker") != wid:
                 continue
-            storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             recovery.close_attempt(self.tracker, trial, reason)  # made FAILED if it had none
             if self.rdb:  # Optuna's heartbeat fails and retries it after the grace period
-                storage.set_trial_system_attr(trial._trial_id, DIED_WITH, wid)
+                mark_died(self.study._storage, trial, reason)
                 self._await_heartbeat(trial._trial_id)
             else:  # (unless a worker's `fail_stale` found it first)
                 fail_and_retry(self.study, trial, reason)
